@@ -1,0 +1,21 @@
+"""Course library for "Computer Vision: Classification and Tools (CNN, SVM)".
+
+Small and explicit: import what you need from its modules, for example
+``from cvcourse.data import load_digits`` or
+``from cvcourse.plotting import plot_decision_regions``.
+
+Modules
+-------
+data
+    Loaders for the course's data sets (digits, faces vs non-faces, Fashion-MNIST,
+    photos and textures). Every loader returns NumPy arrays with documented shapes,
+    dtypes and value ranges, caches its result, and raises :class:`DataError` with a
+    message that says how to get the data.
+plotting
+    Figures used by more than one chapter: decision regions in 2-D, image grids with
+    labels, training curves.
+
+This package never holds homework solutions.
+"""
+
+__version__ = "0.1.0"

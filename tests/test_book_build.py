@@ -1,0 +1,134 @@
+"""The book builds from scratch with every chapter executed, no Sphinx warning and no cell
+error; each chapter's page has its figures and no error output; a failing cell fails the
+build. The build goes to a temporary folder, so it never reuses a cache or an earlier build."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+NOTEBOOK_FRONT_MATTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+def _is_notebook(page: str) -> bool:
+    """A MyST notebook opens with front matter that names a kernel."""
+    path = REPO_ROOT / f"{page}.md"
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    return text.startswith("---\n") and "kernelspec:" in text.split("\n---\n", 1)[0]
+
+
+NOTEBOOK_PAGES = [page for page in _toc_files() if _is_notebook(page)]
+
+
+def _jupyter_book(source: Path, output: Path, *, strict: bool = True) -> subprocess.CompletedProcess:
+    """Run Jupyter Book 1 as `make book` does; ``strict`` turns Sphinx warnings into errors."""
+    environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    command = [str(BIN / "jupyter-book"), "build", str(source), "--path-output", str(output),
+               "--builder", "html", "--keep-going"]
+    if strict:
+        command.append("--warningiserror")
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=3000)
+
+
+def _sphinx_warnings(log: str) -> list[str]:
+    # Sphinx writes "WARNING:"; kernels' own log lines ("[IPKernelApp] WARNING | ...") are not
+    # warnings about the book.
+    return [line for line in log.splitlines() if "WARNING:" in line]
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    output = tmp_path_factory.mktemp("book")
+    result = _jupyter_book(REPO_ROOT, output)
+    return result, output / "_build" / "html"
+
+
+def test_every_toc_entry_exists_and_part_one_is_there():
+    for page in _toc_files():
+        assert (REPO_ROOT / f"{page}.md").is_file(), f"_toc.yml lists {page}, which does not exist"
+    assert {"book/01_classification", "book/02_svm", "book/03_generalization"} <= set(NOTEBOOK_PAGES)
+
+
+def test_book_builds_from_scratch_without_warnings(built_book):
+    result, html = built_book
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert _sphinx_warnings(log) == []
+    assert (html / "index.html").is_file()
+
+
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_chapter_page_has_figures_and_no_error_output(built_book, page):
+    _, html = built_book
+    soup = BeautifulSoup((html / f"{page}.html").read_text(), "html.parser")
+    outputs = soup.select("div.cell_output")
+    assert outputs, f"{page}: no executed cell output in the page"
+    figures = [img for block in outputs for img in block.find_all("img")]
+    assert len(figures) >= 3, f"{page}: only {len(figures)} figures"
+    for img in figures:
+        assert (html / page).parent.joinpath(img["src"]).resolve().is_file(), img["src"]
+    errors = soup.select(".output.traceback, .output.error, .output.stderr")
+    assert not errors, f"{page}: error or stderr output: {errors[0].get_text()[:500]}"
+    assert "Traceback (most recent call last)" not in soup.get_text()
+
+
+def test_pages_have_launch_and_download_buttons(built_book):
+    _, html = built_book
+    page = (html / "book" / "01_classification.html").read_text()
+    assert "mybinder.org/v2/gh/" in page
+    assert "jupyterhub.example.edu" in page or "hub/user-redirect" in page
+    assert re.search(r"download[^\"]*\.md", page), "no download button for the source"
+
+
+def test_the_introduction_shows_the_whole_plan(built_book):
+    _, html = built_book
+    text = BeautifulSoup((html / "book" / "intro.html").read_text(), "html.parser").get_text()
+    for part in ("Classification", "Neural networks and CNNs", "Practical matters",
+                 "Understanding CNNs", "Homework"):
+        assert part in text
+
+
+def test_a_failing_cell_fails_the_build(tmp_path):
+    """raise_on_error: Jupyter Book 1 would otherwise exit 0 on a cell that raises. Built without
+    --warningiserror, so that only the configuration can make it fail."""
+    source = tmp_path / "book"
+    source.mkdir()
+    shutil.copy(REPO_ROOT / "_config.yml", source / "_config.yml")
+    (source / "_toc.yml").write_text("format: jb-book\nroot: broken\n")
+    (source / "broken.md").write_text(
+        f"{NOTEBOOK_FRONT_MATTER}# Broken\n\n```{{code-cell}} ipython3\n"
+        "raise RuntimeError('this chapter is broken')\n```\n"
+    )
+    result = _jupyter_book(source, tmp_path / "out", strict=False)
+    assert result.returncode != 0
+    assert "this chapter is broken" in result.stdout + result.stderr

@@ -1,0 +1,81 @@
+"""pyproject.toml and environment.yml pin the same packages at the same versions."""
+
+import re
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pyproject_pins(repo_root) -> dict[str, str]:
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    pins = {}
+    for text in requirements:
+        requirement = Requirement(text)
+        if _canonical(requirement.name) == "cvcourse":
+            continue  # an extra that includes another extra
+        specifiers = list(requirement.specifier)
+        assert len(specifiers) == 1 and specifiers[0].operator == "==", (
+            f"{text!r} in pyproject.toml is not pinned with ==")
+        pins[_canonical(requirement.name)] = specifiers[0].version
+    return pins
+
+
+def _environment(repo_root) -> dict:
+    return yaml.safe_load((repo_root / "environment.yml").read_text())
+
+
+def _environment_pins(repo_root) -> dict[str, str]:
+    dependencies = _environment(repo_root)["dependencies"]
+    pip_sections = [d["pip"] for d in dependencies if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml needs exactly one pip: section"
+    pins = {}
+    for line in pip_sections[0]:
+        if line.startswith("-e") or line.startswith("--editable"):
+            continue
+        name, _, version = line.partition("==")
+        assert version, f"{line!r} in environment.yml is not pinned with =="
+        pins[_canonical(name)] = version
+    return pins
+
+
+def test_pyproject_and_environment_pin_the_same_packages_and_versions(repo_root):
+    pyproject, environment = _pyproject_pins(repo_root), _environment_pins(repo_root)
+    assert set(pyproject) - set(environment) == set(), "pinned in pyproject.toml only"
+    assert set(environment) - set(pyproject) == set(), "pinned in environment.yml only"
+    differing = {n: (pyproject[n], environment[n]) for n in pyproject if pyproject[n] != environment[n]}
+    assert differing == {}
+
+
+def test_environment_installs_the_course_library_and_a_supported_python(repo_root):
+    dependencies = _environment(repo_root)["dependencies"]
+    pip_lines = next(d["pip"] for d in dependencies if isinstance(d, dict))
+    assert "-e ." in pip_lines
+    python = next(d for d in dependencies if isinstance(d, str) and d.startswith("python="))
+    requires = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert Version(python.split("=", 1)[1]) in SpecifierSet(requires)
+
+
+def test_jupyter_book_is_pinned_below_2(repo_root):
+    version = Version(_pyproject_pins(repo_root)["jupyter-book"])
+    assert version in SpecifierSet(">=1.0.4,<2")
+
+
+def test_installed_versions_match_the_pins(repo_root):
+    """The environment the tests run in is the pinned one (catches a stale .venv)."""
+    from importlib.metadata import version
+
+    mismatched = {
+        name: (pin, version(name)) for name, pin in _pyproject_pins(repo_root).items()
+        if version(name) != pin
+    }
+    assert mismatched == {}

@@ -1,0 +1,75 @@
+"""The shared plotting helpers draw what their docstrings promise."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_hex
+
+from cvcourse.plotting import CLASS_COLOURS, plot_decision_regions, show_images, plot_training_curves
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_decision_regions_colour_the_plane_by_the_prediction():
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = np.array([0, 1, 0, 1])
+    ax = plot_decision_regions(lambda P: (P[:, 0] > 0.5).astype(int), X, y, resolution=50)
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 2  # one scatter per class
+    assert sum(len(p.get_offsets()) for p in points) == 4
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["class 0", "class 1"]
+    # Left half predicted 0, right half 1: the filled regions use those classes' colours.
+    filled = ax.collections[0]
+    assert to_hex(points[0].get_facecolors()[0]) == CLASS_COLOURS[0].lower()
+    assert filled.get_array() is not None
+
+
+def test_decision_regions_accept_estimators_and_reject_bad_shapes():
+    class Constant:
+        def predict(self, P):
+            return np.zeros(len(P), dtype=int)
+
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    plot_decision_regions(Constant(), X, np.zeros(10, dtype=int))
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plot_decision_regions(Constant(), np.zeros((10, 3)), np.zeros(10))
+    with pytest.raises(ValueError, match="labels"):
+        plot_decision_regions(Constant(), X, np.zeros(9))
+    with pytest.raises(TypeError):
+        plot_decision_regions(object(), X, np.zeros(10))
+
+
+def test_show_images_titles_and_marks_wrong_predictions():
+    images = np.random.default_rng(0).integers(0, 255, size=(5, 8, 8), dtype=np.uint8)
+    fig = show_images(images, labels=[0, 1, 2, 3, 4], predicted=[0, 1, 9, 3, 4],
+                      class_names=[str(i) * 2 for i in range(10)], ncols=3)
+    axes = fig.axes
+    assert len(axes) == 6  # 2 rows of 3, the last one empty
+    shown = [ax for ax in axes if ax.images]
+    assert len(shown) == 5
+    titles = [ax.get_title() for ax in shown]
+    assert titles[2] == "99\n(true: 22)"
+    assert to_hex(shown[2].title.get_color()) != to_hex(shown[0].title.get_color())
+
+
+def test_show_images_rejects_mismatched_labels():
+    with pytest.raises(ValueError, match="labels"):
+        show_images(np.zeros((3, 4, 4)), labels=[1, 2])
+    with pytest.raises(ValueError, match="shape"):
+        show_images(np.zeros((4, 4)))
+
+
+def test_training_curves_draw_train_and_validation_per_metric():
+    history = {"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6], "accuracy": [0.5, 0.7, 0.8]}
+    fig = plot_training_curves(history, metrics=("loss", "accuracy"))
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 1
+    np.testing.assert_array_equal(loss_ax.lines[1].get_ydata(), [1.1, 0.7, 0.6])
+    np.testing.assert_array_equal(loss_ax.lines[0].get_xdata(), [1, 2, 3])
+    with pytest.raises(KeyError, match="top5"):
+        plot_training_curves(history, metrics=("top5",))
