@@ -1,0 +1,96 @@
+"""Keras set-up shared by every chapter and homework that trains a model.
+
+Import this module *before* ``keras``::
+
+    from cvcourse.devices import describe_devices, set_seed
+    import keras
+
+Importing it
+
+* selects TensorFlow as the Keras backend unless ``KERAS_BACKEND`` is already set (so the
+  same code runs on JAX or PyTorch when asked);
+* imports Keras and its backend with the native libraries' start-up log (CUDA probing,
+  CPU-feature notices, written straight to file descriptor 2 by C++ code) sent to
+  ``/dev/null``: it is noise in a rendered page, and :func:`describe_devices` states the
+  facts it would have told. Python warnings and errors are not affected.
+
+Keras places work on the first GPU by itself when one is visible, and on the CPU otherwise;
+nothing in the course's code names a device. :func:`describe_devices` says which was used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+__all__ = ["backend_name", "gpu_names", "describe_devices", "set_seed", "quiet_native_stderr"]
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send what native code writes to file descriptor 2 to /dev/null for the block's duration."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with quiet_native_stderr():
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as _tf
+
+        # Device enumeration initialises CUDA, which logs its failure on machines without one.
+        _tf.config.list_physical_devices()
+
+
+def backend_name() -> str:
+    """The Keras backend in use: "tensorflow", "jax" or "torch"."""
+    return keras.backend.backend()
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs the current Keras backend can use (empty when there is none)."""
+    backend = backend_name()
+    with quiet_native_stderr():
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return [device.name for device in tf.config.list_physical_devices("GPU")]
+        if backend == "jax":
+            import jax
+
+            return [str(device) for device in jax.devices() if device.platform == "gpu"]
+        if backend == "torch":
+            import torch
+
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def describe_devices() -> str:
+    """One line saying which backend and device train the models, e.g.
+    ``"Keras 3.15.1, backend tensorflow: training on the CPU (no GPU visible)"``."""
+    gpus = gpu_names()
+    where = f"training on the GPU ({', '.join(gpus)})" if gpus else "training on the CPU (no GPU visible)"
+    return f"Keras {keras.__version__}, backend {backend_name()}: {where}"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend, so runs are repeatable on a given machine."""
+    keras.utils.set_random_seed(seed)
