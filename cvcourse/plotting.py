@@ -155,30 +155,35 @@ def show_images(
             raise ValueError(f"{n} images but {len(values)} {name}")
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False
-    )
 
     def name_of(label) -> str:
         return class_names[int(label)] if class_names is not None else str(label)
 
+    captions: list[tuple[str | None, str]] = []  # (title, colour) per image
+    for index in range(n):
+        if titles is not None:
+            captions.append((titles[index], "black"))
+        elif labels is not None and predicted is not None:
+            wrong = predicted[index] != labels[index]
+            captions.append((f"{name_of(predicted[index])}\n(true: {name_of(labels[index])})",
+                             "crimson" if wrong else "black"))
+        elif labels is not None or predicted is not None:
+            captions.append((name_of((labels if labels is not None else predicted)[index]), "black"))
+        else:
+            captions.append((None, "black"))
+    # Leave room above every row for its tallest caption, so titles never overlap images.
+    title_lines = max((c.count("\n") + 1 for c, _ in captions if c is not None), default=0)
+    row_height = size + 0.17 * title_lines
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, row_height * nrows + (0.4 if suptitle else 0)),
+        squeeze=False,
+    )
     for index, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if index >= n:
             continue
         ax.imshow(images[index], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        colour = "black"
-        if titles is not None:
-            title = titles[index]
-        elif labels is not None and predicted is not None:
-            title = f"{name_of(predicted[index])}\n(true: {name_of(labels[index])})"
-            colour = "black" if predicted[index] == labels[index] else "crimson"
-        elif labels is not None:
-            title = name_of(labels[index])
-        elif predicted is not None:
-            title = name_of(predicted[index])
-        else:
-            title = None
+        title, colour = captions[index]
         if title is not None:
             ax.set_title(title, fontsize=8, color=colour)
     if suptitle:

@@ -73,3 +73,14 @@ def test_training_curves_draw_train_and_validation_per_metric():
     np.testing.assert_array_equal(loss_ax.lines[0].get_xdata(), [1, 2, 3])
     with pytest.raises(KeyError, match="top5"):
         plot_training_curves(history, metrics=("top5",))
+
+
+def test_show_images_leaves_room_for_two_line_titles_between_rows():
+    images = np.zeros((6, 28, 28))
+    fig = show_images(images, labels=[0] * 6, predicted=[1] * 6, ncols=3)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    top_row, bottom_row = fig.axes[0], fig.axes[3]
+    image_box = top_row.get_window_extent(renderer)
+    title_box = bottom_row.title.get_window_extent(renderer)
+    assert title_box.y1 <= image_box.y0 + 1e-6, "a second-row title overlaps the image above it"
