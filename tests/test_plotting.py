@@ -75,12 +75,23 @@ def test_training_curves_draw_train_and_validation_per_metric():
         plot_training_curves(history, metrics=("top5",))
 
 
-def test_show_images_leaves_room_for_two_line_titles_between_rows():
-    images = np.zeros((6, 28, 28))
-    fig = show_images(images, labels=[0] * 6, predicted=[1] * 6, ncols=3)
+@pytest.mark.parametrize("captions", ["one-line", "two-line"])
+def test_show_images_titles_overlap_neither_images_nor_the_suptitle(captions):
+    images = np.zeros((16, 8, 8))
+    if captions == "one-line":
+        fig = show_images(images, titles=[f"NN: {i}, d={i * 1.5:.1f}" for i in range(16)],
+                          ncols=8, size=1.2, suptitle="Test images and their nearest neighbours")
+    else:
+        fig = show_images(images, labels=[0] * 16, predicted=[1] * 16, ncols=8, size=1.2,
+                          suptitle="Predictions")
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    top_row, bottom_row = fig.axes[0], fig.axes[3]
-    image_box = top_row.get_window_extent(renderer)
-    title_box = bottom_row.title.get_window_extent(renderer)
-    assert title_box.y1 <= image_box.y0 + 1e-6, "a second-row title overlaps the image above it"
+    figure_box = fig.bbox
+    suptitle_box = fig._suptitle.get_window_extent(renderer)
+    for index, ax in enumerate(fig.axes):
+        title_box = ax.title.get_window_extent(renderer)
+        assert figure_box.y0 <= title_box.y0 and title_box.y1 <= figure_box.y1 + 1e-6
+        assert title_box.y1 <= suptitle_box.y0 + 1e-6, "a title runs into the suptitle"
+        if index >= 8:  # second row: its titles stay below the images of the first row
+            above = fig.axes[index - 8].get_images()[0].get_window_extent(renderer)
+            assert title_box.y1 <= above.y0 + 1e-6, "a second-row title overlaps the image above"
