@@ -67,8 +67,9 @@ def plot_decision_regions(
         Grid points per axis at which the model is evaluated.
     padding : float
         Margin around the data, as a fraction of its range.
-    class_names : sequence of str, optional
-        Legend labels, indexed by class label.
+    class_names : sequence or mapping of str, optional
+        Legend labels: a sequence in the order of the sorted class labels, or a mapping
+        from label to name.
 
     Returns
     -------
@@ -91,18 +92,26 @@ def plot_decision_regions(
     )
     predicted = np.asarray(predict(np.c_[grid_x.ravel(), grid_y.ravel()])).reshape(grid_x.shape)
 
-    classes = np.unique(np.concatenate([np.unique(y), np.unique(predicted)])).astype(int)
-    n_colours = int(classes.max()) + 1
-    colours = [CLASS_COLOURS[i % len(CLASS_COLOURS)] for i in range(n_colours)]
-    cmap = ListedColormap(colours)
+    # Any label values work (0..K-1, -1/+1, 3/8): colours follow the sorted class list.
+    classes = np.unique(np.concatenate([np.unique(y), np.unique(predicted)]))
+    colours = [CLASS_COLOURS[i % len(CLASS_COLOURS)] for i in range(len(classes))]
+    region_index = np.searchsorted(classes, predicted)
     ax.contourf(
-        grid_x, grid_y, predicted, levels=np.arange(-0.5, n_colours), cmap=cmap, alpha=0.25
+        grid_x, grid_y, region_index, levels=np.arange(-0.5, len(classes)),
+        cmap=ListedColormap(colours), alpha=0.25,
     )
-    for label in np.unique(y).astype(int):
+    for index, label in enumerate(classes):
         mask = y == label
-        name = class_names[label] if class_names is not None else f"class {label}"
+        if not mask.any():
+            continue
+        if class_names is None:
+            name = f"class {label}"
+        elif isinstance(class_names, Mapping):
+            name = class_names[label]
+        else:
+            name = class_names[index]
         ax.scatter(
-            X[mask, 0], X[mask, 1], s=point_size, color=colours[label],
+            X[mask, 0], X[mask, 1], s=point_size, color=colours[index],
             edgecolors="white", linewidths=0.5, label=name,
         )
     ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=xlabel, ylabel=ylabel)

@@ -95,3 +95,16 @@ def test_show_images_titles_overlap_neither_images_nor_the_suptitle(captions):
         if index >= 8:  # second row: its titles stay below the images of the first row
             above = fig.axes[index - 8].get_images()[0].get_window_extent(renderer)
             assert title_box.y1 <= above.y0 + 1e-6, "a second-row title overlaps the image above"
+
+
+def test_decision_regions_work_with_minus_one_plus_one_labels():
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [0.1, 0.2], [0.9, 0.8]])
+    y = np.array([-1, 1, -1, 1])
+    ax = plot_decision_regions(lambda P: np.where(P.sum(axis=1) > 1, 1, -1), X, y,
+                               class_names={-1: "negative", 1: "positive"}, resolution=20)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["negative", "positive"]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert to_hex(points[0].get_facecolors()[0]) == CLASS_COLOURS[0].lower()
+    assert to_hex(points[1].get_facecolors()[0]) == CLASS_COLOURS[1].lower()
+    # Two filled regions, indexed 0 and 1 whatever the label values are.
+    np.testing.assert_array_equal(ax.collections[0].levels, [-0.5, 0.5, 1.5])
