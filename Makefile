@@ -12,13 +12,14 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # nbgrader calls alembic from the environment's bin/, and jupyter-book starts kernels from it.
 RUN    := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help env data book test lab benchmark-book clean clean-book
+.PHONY: help env data system-packages book test lab assignments benchmark-book benchmark-grading clean clean-book
 
 help:
 	@echo "make book            build the book with every chapter executed -> _build/html/index.html"
 	@echo "make test            run the test suite (builds the book from scratch in a temp folder)"
 	@echo "make lab             open the book and the homework in JupyterLab"
-	@echo "make data            install the Debian data packages (as root) or say how to get the data"
+	@echo "make data            install the Debian packages (Fashion-MNIST, bubblewrap) as root, or say how to get them"
+	@echo "make assignments     regenerate the student notebooks (assignments/) from solutions/ with nbgrader"
 	@echo "make benchmark-book  time a cold and a cached book build, per chapter"
 	@echo "make clean           remove the build output and the environment"
 
@@ -31,19 +32,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-# Fashion-MNIST comes from Debian where root and apt are available; elsewhere the course
-# library falls back to the Keras download on first use (see cvcourse/data.py).
-data:
-	@if [ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
-	  echo "Fashion-MNIST: found in $(FASHION_MNIST_DIR)"; \
+# Debian packages: Fashion-MNIST (data) and bubblewrap (the autograder's sandbox). Installed
+# where root and apt are available; elsewhere the course library falls back to the Keras
+# download (see cvcourse/data.py) and the autograder refuses to grade without --unsafe.
+DEBIAN_PACKAGES := dataset-fashion-mnist bubblewrap
+data: system-packages
+system-packages:
+	@missing=""; \
+	[ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	if [ -z "$$missing" ]; then \
+	  echo "Debian packages: $(DEBIAN_PACKAGES) present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "Fashion-MNIST: installing the Debian package dataset-fashion-mnist"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  echo "Debian packages: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || \
 	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }; \
 	else \
-	  echo "Fashion-MNIST: Debian package not installed (needs root: sudo apt-get install dataset-fashion-mnist)."; \
-	  echo "               The course library will download it with Keras on first use instead."; \
+	  echo "Debian packages missing:$$missing (install as root: sudo apt-get install$$missing)."; \
+	  echo "  Without dataset-fashion-mnist the course library downloads Fashion-MNIST with Keras on first use;"; \
+	  echo "  without bubblewrap the autograder refuses to grade (python -m autograder grade ... --unsafe overrides)."; \
 	fi
 
 book: env data
@@ -52,6 +60,12 @@ book: env data
 
 test: env data
 	$(RUN) $(BIN)/python -m pytest
+
+assignments: env
+	$(RUN) $(BIN)/python -m autograder release a1_hinge_loss
+
+benchmark-grading: env data
+	$(RUN) $(BIN)/python benchmarks/grading.py
 
 lab: env data
 	$(RUN) $(BIN)/jupyter lab
