@@ -1,0 +1,61 @@
+"""Keep nbgrader's gradebook up to date with the grader's verdicts.
+
+Only the orchestrating process writes here (one writer, after each verdict), so workers never
+contend for the SQLite file. The gradebook lives with the grading output, never where a
+sandbox can see it. Instructors can open it with nbgrader's own tools (formgrader, export).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+# nbgrader creates and migrates the database with the `alembic` command of its environment.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
+from .notebooks import ANSWER, TEST, SourceNotebook
+
+
+class GradebookWriter:
+    def __init__(self, path: Path, assignment: str, notebook_name: str, source: SourceNotebook):
+        self.url = f"sqlite:///{Path(path).resolve()}"
+        self.assignment = assignment
+        self.notebook = Path(notebook_name).stem
+        self.source = source
+        with Gradebook(self.url) as gradebook:
+            gradebook.update_or_create_assignment(assignment)
+            gradebook.update_or_create_notebook(self.notebook, assignment)
+            for cell in source.cells:
+                if cell.kind == TEST:
+                    gradebook.update_or_create_grade_cell(
+                        cell.grade_id, self.notebook, assignment, max_score=cell.points, cell_type="code")
+                    gradebook.update_or_create_source_cell(
+                        cell.grade_id, self.notebook, assignment, cell_type="code", locked=True,
+                        source=cell.source)
+                elif cell.kind == ANSWER:
+                    gradebook.update_or_create_solution_cell(cell.grade_id, self.notebook, assignment)
+                    gradebook.update_or_create_source_cell(
+                        cell.grade_id, self.notebook, assignment, cell_type="code", locked=False,
+                        source=cell.source)
+
+    def record(self, student_id: str, points_by_test: dict[str, float]) -> None:
+        """Store one student's automatic scores (replacing an earlier grading of the same)."""
+        with Gradebook(self.url) as gradebook:
+            gradebook.update_or_create_student(student_id)
+            try:
+                gradebook.find_submission(self.assignment, student_id)
+            except MissingEntry:
+                gradebook.add_submission(self.assignment, student_id)
+            for grade_id, points in points_by_test.items():
+                grade = gradebook.find_grade(grade_id, self.notebook, self.assignment, student_id)
+                grade.auto_score = points
+            gradebook.db.commit()
+
+    def score(self, student_id: str) -> float:
+        with Gradebook(self.url) as gradebook:
+            return gradebook.find_submission(self.assignment, student_id).score
