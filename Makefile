@@ -10,7 +10,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # nbgrader calls alembic from the environment's bin/, and jupyter-book starts kernels from it.
-RUN    := PATH="$(CURDIR)/$(BIN):$$PATH"
+# MPLBACKEND is unset so that the kernels draw figures inline (a machine-wide Agg would hide them).
+RUN    := env -u MPLBACKEND PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: help env data system-packages book test lab assignments benchmark-book benchmark-grading clean clean-book
 

@@ -10,6 +10,7 @@ submission (points, cell types, checksums) is never trusted.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from .notebooks import ANSWER, SourceNotebook, cell_source, nbgrader_metadata
@@ -38,6 +39,14 @@ def parse_submission(raw: bytes) -> dict:
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise UngradableSubmission("invalid notebook: no list of cells")
     return notebook
+
+
+def _defined_names(code: str) -> set[str]:
+    return set(re.findall(r"^def\s+([A-Za-z_]\w*)\s*\(", code, flags=re.M))
+
+
+def _answer_function_names(source: SourceNotebook) -> set[str]:
+    return {name for cell in source.answers for name in _defined_names(cell.source)}
 
 
 def assemble(source: SourceNotebook, submitted: dict) -> Assembled:
@@ -71,15 +80,22 @@ def assemble(source: SourceNotebook, submitted: dict) -> Assembled:
             extras.setdefault(anchor, []).append(cell_source(cell))
 
     if not matched_any:
-        raise UngradableSubmission(
-            "not a notebook of this assignment: none of its cells belongs to it"
-        )
+        # Cell ids lost (another editor, a copy-paste into a new notebook): the submission still
+        # counts if its code defines the assignment's functions; its cells then run in order.
+        expected = _answer_function_names(source)
+        defined = {name for text in extras.get(None, []) for name in _defined_names(text)}
+        if not expected & defined:
+            raise UngradableSubmission(
+                "not a notebook of this assignment: none of its cells or functions belongs to it"
+            )
+        notes.append("no cell carries this assignment's cell ids; the notebook's code cells were "
+                     "run in their own order before the tests")
     missing_answers = [grade_id for grade_id in answer_ids if grade_id not in answers]
-    if missing_answers:
+    if missing_answers and matched_any:
         notes.append(f"{len(missing_answers)} answer cell(s) missing: {', '.join(sorted(missing_answers))}")
     submitted_ids = [nbgrader_metadata(c).get("grade_id") for c in submitted["cells"] if isinstance(c, dict)]
     missing_tests = [cell.grade_id for cell in source.tests if cell.grade_id not in submitted_ids]
-    if missing_tests:
+    if missing_tests and matched_any:
         notes.append(f"{len(missing_tests)} test cell(s) deleted or re-labelled; the originals were run")
 
     cells = []
