@@ -98,6 +98,7 @@ def assemble(source: SourceNotebook, submitted: dict) -> Assembled:
     if missing_tests and matched_any:
         notes.append(f"{len(missing_tests)} test cell(s) deleted or re-labelled; the originals were run")
 
+    extra_code = [text for texts in extras.values() for text in texts]
     cells = []
 
     def code_cell(text: str) -> dict:
@@ -134,5 +135,5 @@ def assemble(source: SourceNotebook, submitted: dict) -> Assembled:
         notebook=notebook,
         notes=notes,
         answers={key: "\n".join(value) for key, value in answers.items()},
-        extra_code=[text for texts in extras.values() for text in texts],
+        extra_code=extra_code,
     )

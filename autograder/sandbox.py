@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -125,22 +124,20 @@ def unsafe_command(scratch: Path, limits: Limits) -> list[str]:
             "--cell-seconds", str(limits.cell_seconds), "--output-kb", str(limits.output_kb)]
 
 
-def _apply_rlimits(limits: Limits):
-    def apply() -> None:
-        memory = limits.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def _with_rlimits(command: list[str], limits: Limits) -> list[str]:
+    """Prefix ``command`` with util-linux's prlimit: the limits are inherited by every process
+    of the run. (Not preexec_fn: the grader starts runs from several threads, where it is unsafe.)"""
+    memory = limits.memory_mb * 1024 * 1024
+    return [shutil.which("prlimit") or "prlimit", f"--as={memory}", f"--cpu={limits.cpu_seconds}",
+            f"--fsize={MAX_FILE_BYTES}", "--core=0", "--", *command]
 
 
 def run_notebook(notebook_json: str, scratch: Path, limits: Limits, *, sandboxed: bool = True) -> RunResult:
     """Execute a notebook (JSON text) with ``scratch`` as its only writable folder."""
     for sub in ("out", "work", "home"):
         (scratch / sub).mkdir(parents=True, exist_ok=True)
-    command = bubblewrap_command(scratch, limits) if sandboxed else unsafe_command(scratch, limits)
+    command = _with_rlimits(
+        bubblewrap_command(scratch, limits) if sandboxed else unsafe_command(scratch, limits), limits)
     environment = None
     if not sandboxed:
         environment = {"PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin", "HOME": str(scratch / "home"),
@@ -150,7 +147,7 @@ def run_notebook(notebook_json: str, scratch: Path, limits: Limits, *, sandboxed
     started = time.monotonic()
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=environment,
-        cwd=str(scratch / "work"), start_new_session=True, preexec_fn=_apply_rlimits(limits),
+        cwd=str(scratch / "work"), start_new_session=True,
     )
     timed_out = False
     try:

@@ -78,7 +78,8 @@ def built_book(tmp_path_factory):
 def test_every_toc_entry_exists_and_part_one_is_there():
     for page in _toc_files():
         assert (REPO_ROOT / f"{page}.md").is_file(), f"_toc.yml lists {page}, which does not exist"
-    assert {"book/01_classification", "book/02_svm", "book/03_generalization"} <= set(NOTEBOOK_PAGES)
+    assert {"book/01_classification", "book/02_svm", "book/03_generalization", "book/04_neural_networks",
+            "book/05_convolutional_networks", "book/06_cnn_architectures"} <= set(NOTEBOOK_PAGES)
 
 
 def test_book_builds_from_scratch_without_warnings(built_book):
@@ -135,3 +136,13 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     result = _jupyter_book(source, tmp_path / "out", strict=False)
     assert result.returncode != 0
     assert "this chapter is broken" in result.stdout + result.stderr
+
+
+def test_the_rendered_book_holds_no_solution_or_hidden_test(built_book):
+    import autograder_bank
+
+    _, html = built_book
+    secrets = autograder_bank.hidden_lines() + autograder_bank.solution_lines()
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        assert [line for line in secrets if line in text] == [], page

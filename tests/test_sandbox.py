@@ -32,6 +32,7 @@ grader_record("write_scratch", can(lambda: open("/scratch/work/x", "w").write("o
 grader_record("write_tmp", can(lambda: open("/tmp/x", "w").write("ok")))
 grader_record("secret_env", int("GRADER_SECRET" in os.environ))
 grader_record("uid", os.getuid())
+grader_record("allocate_8_gb", can(lambda: bytearray(8 * 2**30)))  # over the 3 GB address-space limit
 grader_record("cvcourse", can(lambda: __import__("cvcourse.data").data.load_digits()))
 '''
 
@@ -52,7 +53,7 @@ def test_student_code_has_no_network_no_repository_and_only_its_scratch(tmp_path
     assert records == {
         "network": 0, "dns": 0, "read_repository": 0, "read_solutions": 0, "read_other_scratch": 0,
         "write_repository": 0, "write_usr": 0, "write_scratch": 1, "write_tmp": 1, "secret_env": 0,
-        "uid": 1000, "cvcourse": 1,
+        "uid": 1000, "cvcourse": 1, "allocate_8_gb": 0,
     }
     assert (tmp_path / "scratch" / "work" / "x").read_text() == "ok"
     assert not os.path.exists(os.path.join(repo, "x"))
