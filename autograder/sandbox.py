@@ -71,6 +71,11 @@ def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
         shutil.which("bwrap") or "bwrap",
         "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--hostname", "sandbox",
+        # Mounts apply in order: the empty /tmp first, so that a course checked out under /tmp
+        # (CI clones often are) is bound on top of it rather than hidden by it.
+        "--proc", "/proc", "--dev", "/dev",
+        # Memory-backed folders get a size, so writing to them cannot exhaust the machine.
+        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
         "--ro-bind", "/usr", "/usr",
     ]
     for link in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
@@ -85,9 +90,6 @@ def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
     for path in sorted(readable):
         command += ["--ro-bind", str(path), str(path)]
     command += [
-        "--proc", "/proc", "--dev", "/dev",
-        # Memory-backed folders get a size, so writing to them cannot exhaust the machine.
-        "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
         "--bind", str(scratch), "/scratch",
         "--ro-bind", str(RUNNER), "/grader/runner.py",
         # The sandbox's own root (a tmpfs holding the mount points) becomes read-only.

@@ -26,7 +26,9 @@ grader_record("dns", can(lambda: socket.getaddrinfo("pypi.org", 443)))
 grader_record("read_repository", can(lambda: os.listdir(REPO)) and int(bool(set(os.listdir(REPO)) - {".venv", "cvcourse"})))
 grader_record("read_solutions", can(lambda: open(REPO + "/solutions/a1_hinge_loss/hinge_loss.ipynb").read()))
 grader_record("read_other_scratch", can(lambda: os.listdir(OTHER)))
-grader_record("write_repository", can(lambda: open(REPO + "/x", "w")))
+# Where the course lives under /tmp, this lands in the sandbox's private /tmp: the test
+# checks on the host that the real repository is untouched.
+grader_record("write_repository", can(lambda: open(REPO + "/x", "w").write("escaped")))
 grader_record("write_usr", can(lambda: open("/usr/x", "w")))
 grader_record("write_scratch", can(lambda: open("/scratch/work/x", "w").write("ok")))
 grader_record("write_tmp", can(lambda: open("/tmp/x", "w").write("ok")))
@@ -50,9 +52,11 @@ def test_student_code_has_no_network_no_repository_and_only_its_scratch(tmp_path
     result = run_notebook(json.dumps(notebook), tmp_path / "scratch", Limits(120, 60, 120, 3072, 256, 16))
     records = {key: int(value) for key, value in load_records(result.out / "records", 2**20).items()
                if isinstance(value, np.ndarray)}
+    assert "write_repository" in records
+    records.pop("write_repository")
     assert records == {
         "network": 0, "dns": 0, "read_repository": 0, "read_solutions": 0, "read_other_scratch": 0,
-        "write_repository": 0, "write_usr": 0, "write_scratch": 1, "write_tmp": 1, "secret_env": 0,
+        "write_usr": 0, "write_scratch": 1, "write_tmp": 1, "secret_env": 0,
         "uid": 1000, "cvcourse": 1, "allocate_8_gb": 0,
     }
     assert (tmp_path / "scratch" / "work" / "x").read_text() == "ok"
