@@ -14,6 +14,9 @@ data
 plotting
     Figures used by more than one chapter: decision regions in 2-D, image grids with
     labels, training curves.
+devices
+    Keras set-up for chapters and homework that train models: the backend (TensorFlow by
+    default), which device trains (the GPU when one is visible), seeding.
 
 This package never holds homework solutions.
 """
