@@ -19,6 +19,7 @@ import pytest
 from autograder.__main__ import main as autograder_main
 from autograder.config import Limits, load_assignment
 from autograder.grade import grade_class
+from autograder.notebooks import read_source_notebook
 from autograder.release import generate_assignment
 from autograder.sandbox import bubblewrap_problem
 
@@ -87,8 +88,7 @@ def test_every_submission_gets_exactly_one_row(graded):
     with open(root / "out" / "grades.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert sorted(row["student_id"] for row in rows) == sorted(cases)
-    test_ids = [c.grade_id for c in __import__("autograder.notebooks", fromlist=["x"]).read_source_notebook(
-        bank.SOLUTION).tests]
+    test_ids = [c.grade_id for c in read_source_notebook(bank.SOLUTION).tests]
     assert list(rows[0]) == ["student_id", "assignment", "score", "max_score", "status", *test_ids]
     for row in rows:
         assert float(row["score"]) == sum(float(row[t]) for t in test_ids)
@@ -97,7 +97,6 @@ def test_every_submission_gets_exactly_one_row(graded):
 
 def test_the_gradebook_holds_the_same_scores(graded):
     from autograder.gradebook import GradebookWriter
-    from autograder.notebooks import read_source_notebook
 
     root, _, results = graded
     gradebook = GradebookWriter(root / "out" / "gradebook.db", bank.ASSIGNMENT, bank.NOTEBOOK,
