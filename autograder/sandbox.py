@@ -65,6 +65,31 @@ def _course_library_dir() -> Path | None:
     return Path(spec.origin).parent if spec and spec.origin else None
 
 
+def run_environment(home: str) -> dict[str, str]:
+    """The only environment variables a run sees (the grader's own are never passed on)."""
+    environment = {
+        "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{home}/.matplotlib",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CVCOURSE_OFFLINE": "1",
+        "CVCOURSE_CACHE_DIR": f"{home}/.cache/cvcourse",
+        # One thread per numerical library: parallel grading shares the cores fairly.
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # machine workarounds, see env docs
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    return environment
+
+
 def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
     """The bwrap command line that runs the runner on ``scratch`` (bound at /scratch)."""
     command = [
@@ -96,25 +121,9 @@ def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
         "--remount-ro", "/",
         "--chdir", "/scratch/work",
         "--clearenv",
-        "--setenv", "PATH", f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
-        "--setenv", "HOME", "/scratch/home",
-        "--setenv", "TMPDIR", "/tmp",
-        "--setenv", "LANG", "C.UTF-8",
-        "--setenv", "MPLBACKEND", "Agg",
-        "--setenv", "MPLCONFIGDIR", "/scratch/home/.matplotlib",
-        "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-        "--setenv", "CVCOURSE_OFFLINE", "1",
-        "--setenv", "CVCOURSE_CACHE_DIR", "/scratch/home/.cache/cvcourse",
-        # One thread per numerical library: parallel grading shares the cores fairly.
-        "--setenv", "OMP_NUM_THREADS", "1",
-        "--setenv", "OPENBLAS_NUM_THREADS", "1",
-        "--setenv", "MKL_NUM_THREADS", "1",
-        "--setenv", "TF_CPP_MIN_LOG_LEVEL", "3",
-        "--setenv", "JUPYTER_PLATFORM_DIRS", "1",
     ]
-    for variable in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # machine workarounds, see env docs
-        if variable in os.environ:
-            command += ["--setenv", variable, os.environ[variable]]
+    for name, value in run_environment("/scratch/home").items():
+        command += ["--setenv", name, value]
     command += [str(Path(sys.prefix) / "bin" / "python"), "/grader/runner.py", "/scratch/out",
                 "--cell-seconds", str(limits.cell_seconds), "--output-kb", str(limits.output_kb)]
     return command
@@ -140,11 +149,8 @@ def run_notebook(notebook_json: str, scratch: Path, limits: Limits, *, sandboxed
         (scratch / sub).mkdir(parents=True, exist_ok=True)
     command = _with_rlimits(
         bubblewrap_command(scratch, limits) if sandboxed else unsafe_command(scratch, limits), limits)
-    environment = None
-    if not sandboxed:
-        environment = {"PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin", "HOME": str(scratch / "home"),
-                       "MPLBACKEND": "Agg", "CVCOURSE_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                       "OPENBLAS_NUM_THREADS": "1", "LANG": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # bwrap sets the run's environment itself (--clearenv, --setenv); unsafe runs get it here.
+    environment = None if sandboxed else run_environment(str(scratch / "home"))
     log = (scratch.parent / f"{scratch.name}.log").open("wb")
     started = time.monotonic()
     process = subprocess.Popen(

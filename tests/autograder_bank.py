@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from autograder.notebooks import cell_source, nbgrader_metadata
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "a1_hinge_loss"
 NOTEBOOK = "hinge_loss.ipynb"
@@ -29,12 +31,7 @@ ANSWERS = ("multiclass_hinge_loss", "svm_loss_naive", "svm_loss_vectorized",
 
 
 def _grade_id(cell: dict) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def _source(cell: dict) -> str:
-    source = cell["source"]
-    return "".join(source) if isinstance(source, list) else source
+    return nbgrader_metadata(cell).get("grade_id")
 
 
 def solution_answers() -> dict[str, str]:
@@ -43,14 +40,14 @@ def solution_answers() -> dict[str, str]:
     answers = {}
     for cell in notebook["cells"]:
         if _grade_id(cell) in ANSWERS:
-            text = _source(cell)
+            text = cell_source(cell)
             answers[_grade_id(cell)] = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n", "", text, flags=re.M)
     return answers
 
 
 def blank_answers() -> dict[str, str]:
     notebook = json.loads(RELEASE.read_text())
-    return {_grade_id(c): _source(c) for c in notebook["cells"] if _grade_id(c) in ANSWERS}
+    return {_grade_id(c): cell_source(c) for c in notebook["cells"] if _grade_id(c) in ANSWERS}
 
 
 def student_notebook(answers: dict[str, str]) -> dict:
@@ -104,7 +101,7 @@ def hidden_lines() -> list[str]:
     notebook = json.loads(SOLUTION.read_text())
     lines = []
     for cell in notebook["cells"]:
-        text = _source(cell)
+        text = cell_source(cell)
         for hidden in re.findall(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", text, flags=re.S):
             lines += [line.strip() for line in hidden.splitlines() if len(line.strip()) > 25]
     assert lines, "the solution notebook has no hidden tests"
@@ -117,7 +114,7 @@ def solution_lines() -> list[str]:
     notebook = json.loads(SOLUTION.read_text())
     lines, public = [], ""
     for cell in notebook["cells"]:
-        text = _source(cell)
+        text = cell_source(cell)
         for body in re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", text, flags=re.S):
             lines += [line.strip() for line in body.splitlines() if len(line.strip()) > 20]
         outside = re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "", text, flags=re.S)

@@ -69,7 +69,7 @@ def test_tests_total_100_points_and_state_their_points():
     assert sum(c["metadata"]["nbgrader"]["points"] for c in tests) == 100
     for cell in tests:
         points = cell["metadata"]["nbgrader"]["points"]
-        assert f"({points:g} points)" in bank._source(cell).splitlines()[0]
+        assert f"({points:g} points)" in bank.cell_source(cell).splitlines()[0]
 
 
 # --- grading the bank ----------------------------------------------------------------------------
