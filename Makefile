@@ -13,7 +13,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # MPLBACKEND is unset so that the kernels draw figures inline (a machine-wide Agg would hide them).
 RUN    := env -u MPLBACKEND PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help env data system-packages book test lab assignments benchmark-book benchmark-grading clean clean-book
+.PHONY: help env data system-packages book test lab assignments gpu-check source-network benchmark-book benchmark-grading clean clean-book
 
 help:
 	@echo "make book            build the book with every chapter executed -> _build/html/index.html"
@@ -21,6 +21,8 @@ help:
 	@echo "make lab             open the book and the homework in JupyterLab"
 	@echo "make data            install the Debian packages (Fashion-MNIST, bubblewrap) as root, or say how to get them"
 	@echo "make assignments     regenerate the student notebooks (assignments/) from solutions/ with nbgrader"
+	@echo "make gpu-check       backend, devices, and the course CNN's training speed on each (GPU/CPU ratio)"
+	@echo "make source-network  retrain the transfer-learning source network into source_network/"
 	@echo "make benchmark-book  time a cold and a cached book build, per chapter"
 	@echo "make clean           remove the build output and the environment"
 
@@ -64,6 +66,14 @@ test: env data
 
 assignments: env
 	$(RUN) $(BIN)/python -m autograder release a1_hinge_loss
+
+# Backend-agnostic: KERAS_BACKEND=jax make gpu-check measures the JAX backend instead.
+gpu-check: env data
+	$(RUN) $(BIN)/python -m cvcourse.gpu_check
+
+# Retrains into source_network/; copy both files to cvcourse/weights/ to replace the shipped network.
+source-network: env data
+	$(RUN) $(BIN)/python -m cvcourse.train_source_network --out source_network
 
 benchmark-grading: env data
 	$(RUN) $(BIN)/python benchmarks/grading.py
