@@ -23,16 +23,21 @@ def test_importing_keras_through_the_course_is_silent_and_reports_the_cpu_when_n
     assert result.stderr == ""
 
 
-def test_a_backend_chosen_by_the_user_is_kept():
-    """KERAS_BACKEND=jax is honoured, not replaced by TensorFlow: where JAX is missing (as in the
-    course environment) the import fails by naming it."""
-    result = _run("import cvcourse.devices as d; print(d.backend_name())", KERAS_BACKEND="jax")
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        assert result.returncode != 0 and "No module named 'jax'" in result.stderr
-    else:
-        assert result.returncode == 0 and result.stdout.strip() == "jax"
+def test_a_backend_chosen_by_the_user_is_kept_and_reports_its_device_silently():
+    """KERAS_BACKEND=jax (installed with the course, CPU build) is honoured, not replaced by
+    TensorFlow, and says where it trains."""
+    result = _run(
+        "import cvcourse.devices as d; print(d.backend_name()); print(d.describe_devices())",
+        KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["jax", "Keras 3.15.1, backend jax: training on the CPU (no GPU visible)"]
+    assert result.stderr == ""
+
+
+def test_an_unknown_backend_fails_by_naming_it():
+    result = _run("import cvcourse.devices", KERAS_BACKEND="nonsense")
+    assert result.returncode != 0 and "nonsense" in result.stderr
 
 
 def test_quiet_native_stderr_silences_file_descriptor_2_only_inside_the_block():
