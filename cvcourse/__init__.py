@@ -17,6 +17,16 @@ plotting
 devices
     Keras set-up for chapters and homework that train models: the backend (TensorFlow by
     default), which device trains (the GPU when one is visible), seeding.
+models
+    The course CNN (``build_course_cnn``), shared by the chapters, the homework and the
+    device benchmark.
+source_network
+    The shipped pretrained source network for transfer learning (the course CNN trained on
+    Fashion-MNIST classes 0-4): checksum-verified loading and its feature extractor.
+    ``python -m cvcourse.train_source_network`` retrains it.
+hardware, gpu_check
+    Backend-agnostic timings of matrix products and CNN training per device;
+    ``python -m cvcourse.gpu_check`` (``make gpu-check``) prints them with the GPU/CPU ratio.
 
 This package never holds homework solutions.
 """
