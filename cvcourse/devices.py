@@ -93,4 +93,7 @@ def describe_devices() -> str:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend, so runs are repeatable on a given machine."""
-    keras.utils.set_random_seed(seed)
+    # keras seeds TensorFlow too whenever it is installed, even on another backend: the first
+    # TensorFlow import then writes its native start-up log, which stays off the page.
+    with quiet_native_stderr():
+        keras.utils.set_random_seed(seed)
