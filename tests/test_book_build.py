@@ -75,11 +75,14 @@ def built_book(tmp_path_factory):
     return result, output / "_build" / "html"
 
 
-def test_every_toc_entry_exists_and_part_one_is_there():
+def test_every_toc_entry_exists_and_every_chapter_is_there():
     for page in _toc_files():
         assert (REPO_ROOT / f"{page}.md").is_file(), f"_toc.yml lists {page}, which does not exist"
     assert {"book/01_classification", "book/02_svm", "book/03_generalization", "book/04_neural_networks",
-            "book/05_convolutional_networks", "book/06_cnn_architectures"} <= set(NOTEBOOK_PAGES)
+            "book/05_convolutional_networks", "book/06_cnn_architectures", "book/07_training_recipe",
+            "book/08_optimization", "book/09_improving_performance", "book/10_hardware_software",
+            "book/11_understanding_cnns"} <= set(NOTEBOOK_PAGES)
+    assert _toc_files()[-2:] == ["book/summary", "book/homework"]
 
 
 def test_book_builds_from_scratch_without_warnings(built_book):
@@ -116,10 +119,16 @@ def test_pages_have_launch_and_download_buttons(built_book):
 
 def test_the_introduction_shows_the_whole_plan(built_book):
     _, html = built_book
-    text = BeautifulSoup((html / "book" / "intro.html").read_text(), "html.parser").get_text()
+    soup = BeautifulSoup((html / "book" / "intro.html").read_text(), "html.parser")
+    text = soup.get_text()
     for part in ("Classification", "Neural networks and CNNs", "Practical matters",
                  "Understanding CNNs", "Homework"):
         assert part in text
+    # The plan table links every page of the book (no chapter is left "planned").
+    plan = soup.find("table")
+    linked = {a["href"].split("#")[0] for a in plan.find_all("a", href=True)}
+    for page in _toc_files()[1:]:
+        assert f"{Path(page).name}.html" in linked, f"the plan does not link {page}"
 
 
 def test_a_failing_cell_fails_the_build(tmp_path):
