@@ -122,9 +122,5 @@ def cnn_training_throughput(
 
 def describe_backend() -> str:
     """The backend and its version, e.g. ``"tensorflow 2.21.0"``."""
-    backend = backend_name()
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
-    version = ""
-    if module:
-        version = getattr(__import__(module), "__version__", "")
-    return f"{backend} {version}".strip()
+    backend = backend_name()  # also the name of the backend's Python module
+    return f"{backend} {getattr(__import__(backend), '__version__', '')}".strip()

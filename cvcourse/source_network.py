@@ -60,6 +60,13 @@ RECORD_PATH = WEIGHTS_PATH.with_name("source_cnn.json")
 TRAINING_SETTINGS = {"seed": 0, "epochs": 4, "batch_size": 128, "learning_rate": 1e-3, "final_learning_rate": 1e-4}
 
 
+#: The remedy every SourceNetworkError ends with.
+_HOW_TO_FIX = (
+    "Restore the shipped files with `git checkout cvcourse/weights`, or retrain them with "
+    "`python -m cvcourse.train_source_network`."
+)
+
+
 class SourceNetworkError(RuntimeError):
     """The source network's weights file is missing, damaged, or not the course CNN's.
 
@@ -143,11 +150,8 @@ def heldout_accuracy(model) -> float:
 
 def sha256_of(path) -> str:
     """Hex SHA-256 digest of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_record(path=RECORD_PATH) -> dict:
@@ -156,9 +160,7 @@ def read_record(path=RECORD_PATH) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise SourceNetworkError(
-            f"cannot read the source network's record {path}: {error}. "
-            "Restore it with `git checkout cvcourse/weights`, or retrain with "
-            "`python -m cvcourse.train_source_network`."
+            f"cannot read the source network's record {path}: {error}. {_HOW_TO_FIX}"
         ) from error
 
 
@@ -187,22 +189,21 @@ def load_source_network(path=None, *, sha256: str | None = None):
     if path is None:
         path, sha256 = WEIGHTS_PATH, read_record()["sha256"]
     path = Path(path)
-    fix = "Restore the shipped file with `git checkout cvcourse/weights`, or retrain it with `python -m cvcourse.train_source_network`."
     if not path.is_file():
-        raise SourceNetworkError(f"source network weights not found: {path}. {fix}")
+        raise SourceNetworkError(f"source network weights not found: {path}. {_HOW_TO_FIX}")
     if sha256 is not None:
         actual = sha256_of(path)
         if actual != sha256.lower():
             raise SourceNetworkError(
                 f"source network weights {path} have SHA-256 {actual}, expected {sha256}: "
-                f"the file is damaged or is another network's. {fix}"
+                f"the file is damaged or is another network's. {_HOW_TO_FIX}"
             )
     model = build_course_cnn(len(SOURCE_CLASSES), name="source_cnn")
     try:
         model.load_weights(path)
     except Exception as error:  # h5py, Keras and OS errors all mean: not our weights
         raise SourceNetworkError(
-            f"{path} does not hold the course CNN's weights ({type(error).__name__}: {error}). {fix}"
+            f"{path} does not hold the course CNN's weights ({type(error).__name__}: {error}). {_HOW_TO_FIX}"
         ) from error
     return model
 
