@@ -34,8 +34,10 @@ def parse_submission(raw: bytes) -> dict:
     """Decode a submitted notebook file, or raise :class:`UngradableSubmission`."""
     try:
         notebook = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, or an integer of 5 000 digits
         raise UngradableSubmission(f"invalid notebook: not JSON ({type(error).__name__})") from error
+    except RecursionError as error:  # nesting deeper than the parser goes
+        raise UngradableSubmission("invalid notebook: nested too deeply") from error
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         raise UngradableSubmission("invalid notebook: no list of cells")
     return notebook

@@ -28,11 +28,23 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class SourceCheck:
-    """Syntax the named function may not use, checked on the submitted source."""
+class Rules:
+    """Source rules of one test cell (see :mod:`autograder.analysis`): syntax its code may not
+    use (``for``, ``while``, ``comprehension``) and modules it may not reach."""
 
-    function: str
-    forbid: tuple[str, ...]
+    forbid_syntax: tuple[str, ...] = ()
+    forbid_modules: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.forbid_syntax or self.forbid_modules)
+
+    def describe(self) -> str:
+        parts = []
+        if self.forbid_syntax:
+            parts.append("no " + ", ".join(self.forbid_syntax))
+        if self.forbid_modules:
+            parts.append("by hand, without " + ", ".join(self.forbid_modules))
+        return "; ".join(parts) or "none"
 
 
 @dataclass(frozen=True)
@@ -40,17 +52,43 @@ class AssignmentConfig:
     name: str
     notebook: str
     limits: Limits
-    source_checks: dict[str, SourceCheck] = field(default_factory=dict)
+    rules: dict[str, Rules] = field(default_factory=dict)  # by test cell; "*": every test cell
+    solutions_dir: Path = REPO_ROOT / "solutions"  # tests point this at a copy
+
+    def rules_for(self, test: str) -> Rules:
+        """The rules of one test cell: those of every cell, plus its own."""
+        common, own = self.rules.get("*", Rules()), self.rules.get(test, Rules())
+        return Rules(tuple(dict.fromkeys(common.forbid_syntax + own.forbid_syntax)),
+                     tuple(dict.fromkeys(common.forbid_modules + own.forbid_modules)))
 
     @property
     def source_path(self) -> Path:
         """The instructor's nbgrader source notebook (solutions and hidden tests)."""
-        return REPO_ROOT / "solutions" / self.name / self.notebook
+        return self.solutions_dir / self.name / self.notebook
 
     @property
     def release_path(self) -> Path:
         """The generated student version."""
         return REPO_ROOT / "assignments" / self.name / self.notebook
+
+
+def _rules(assignment: str, where: str, spec: object) -> Rules:
+    from .analysis import SYNTAX_RULES
+
+    if not isinstance(spec, dict) or set(spec) - {"forbid_syntax", "forbid_modules"}:
+        raise ConfigError(f"assignment {assignment!r}: {where} takes forbid_syntax and forbid_modules only")
+    syntax = tuple(spec.get("forbid_syntax", ()))
+    unknown = [rule for rule in syntax if rule not in SYNTAX_RULES]
+    if unknown:
+        raise ConfigError(f"assignment {assignment!r}: unknown forbid_syntax {unknown}; known: {sorted(SYNTAX_RULES)}")
+    modules = tuple(spec.get("forbid_modules", ()))
+    if not all(isinstance(m, str) and m.replace(".", "").replace("_", "").isalnum() for m in modules):
+        raise ConfigError(f"assignment {assignment!r}: forbid_modules must be module names, got {modules}")
+    return Rules(syntax, modules)
+
+
+def known_assignments(settings_file: Path = SETTINGS_FILE) -> list[str]:
+    return sorted(key for key in tomllib.loads(settings_file.read_text()) if key != "defaults")
 
 
 def load_assignment(name: str, settings_file: Path = SETTINGS_FILE) -> AssignmentConfig:
@@ -69,11 +107,11 @@ def load_assignment(name: str, settings_file: Path = SETTINGS_FILE) -> Assignmen
     limits = Limits(**{key: int(section[key]) for key in LIMIT_KEYS})
     if min(limits.__dict__.values()) <= 0:
         raise ConfigError(f"assignment {name!r}: every limit must be positive, got {limits}")
-    checks = {
-        cell: SourceCheck(function=spec["function"], forbid=tuple(spec["forbid"]))
-        for cell, spec in section.get("source_checks", {}).items()
-    }
-    config = AssignmentConfig(name=name, notebook=section["notebook"], limits=limits, source_checks=checks)
+    rules = {test: _rules(name, f"[{name}.rules.{test}]", spec) for test, spec in section.get("rules", {}).items()}
+    common = {key: section[key] for key in ("forbid_syntax", "forbid_modules") if key in settings[name]}
+    if common:
+        rules["*"] = _rules(name, f"[{name}]", common)
+    config = AssignmentConfig(name=name, notebook=section["notebook"], limits=limits, rules=rules)
     if not config.source_path.is_file():
         raise ConfigError(f"assignment {name!r}: source notebook {config.source_path} does not exist")
     return config

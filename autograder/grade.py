@@ -1,8 +1,10 @@
-"""Grade a class: ingest, assemble, execute in the sandbox, verify, record, report.
+"""Grade a class: ingest, assemble, plan, execute in the sandbox, verify, record, report.
 
-Results are kept per student in ``OUT/results/STUDENT.json`` as soon as each is verified, so a
-run that is killed part-way and started again grades only what is missing (or what changed:
-a result counts only for the same submission bytes and the same reference).
+Results are kept per student in ``OUT/results/KEY.json`` as soon as each is verified, so a run
+that is killed part-way and started again grades only what is missing (or what changed: a result
+counts only for the same submission bytes and the same reference). Whatever goes wrong while
+grading one submission becomes that student's row ("ungradable: internal error", the details in
+``OUT/grading.log``); the class goes on.
 """
 
 from __future__ import annotations
@@ -10,26 +12,37 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
+import queue
 import shutil
 import sys
+import tempfile
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import assemble as assembling
-from .config import AssignmentConfig, load_assignment
+from .config import AssignmentConfig, Limits, load_assignment
+from .evaluators import Context, evaluate
 from .feedback import write_feedback
 from .gradebook import GradebookWriter
 from .ingest import Submission, ingest
+from .kernel import CellRun, RunOutcome, execute_plan
 from .notebooks import SourceNotebook, read_source_notebook
+from .plan import SubmissionPlan, plan_submission
 from .report import write_report
-from .sandbox import SandboxUnavailable, bubblewrap_problem, run_notebook
-from .verify import Reference, check_source, check_value, feedback_message, load_records, load_reference
+from .sandbox import SandboxUnavailable, bubblewrap_problem
+from .verify import Reference, check_record, feedback_message
 
 PACKAGE_DIR = Path(__file__).parent
+# Everything that decides a verdict: a change to any of these regrades every submission.
+VERDICT_FILES = ("kernel.py", "plan.py", "analysis.py", "assemble.py", "verify.py", "records.py",
+                 "evaluators.py", "sandbox.py", "assignments.toml")
+log = logging.getLogger("autograder")
 
 
 @dataclass
@@ -43,115 +56,273 @@ class GradingRun:
 
 
 def _reference_id(config: AssignmentConfig) -> str:
-    """Changes whenever anything that decides a verdict changes: then every result is redone."""
-    digest = hashlib.sha256()
-    for path in (config.source_path, PACKAGE_DIR / "runner.py", PACKAGE_DIR / "assemble.py",
-                 PACKAGE_DIR / "verify.py", PACKAGE_DIR / "assignments.toml"):
-        digest.update(path.read_bytes())
+    digest = hashlib.sha256(config.source_path.read_bytes())
+    for name in VERDICT_FILES:
+        digest.update((PACKAGE_DIR / name).read_bytes())
+    digest.update(repr(config.limits).encode())
     return digest.hexdigest()[:16]
+
+
+# --- which cell ran how ------------------------------------------------------------------------
+
+
+def _runs_by_test(plan: SubmissionPlan, outcomes: list[RunOutcome]) -> tuple[dict, dict]:
+    """For each test id: the notebook run's cell (visible part, or the whole test) and its
+    window (the cell whose records count: the same cell, or the clean run's hidden part)."""
+    visible, windows = {}, {}
+    for run, outcome in zip(plan.runs, outcomes):
+        for planned, cell in zip(run.cells, outcome.cells):
+            if run is plan.runs[0] and planned.grade_id:
+                visible[planned.grade_id] = cell
+            if planned.test:
+                windows[planned.test] = cell
+    return visible, windows
+
+
+def _executed_notebook(plan: SubmissionPlan, outcome: RunOutcome) -> dict:
+    """The notebook run with its (budgeted) outputs, for the instructor's eyes only."""
+    cells = []
+    for planned, cell in list(zip(plan.runs[0].cells, outcome.cells))[1:]:  # the recorder cell is the grader's
+        cells.append({"cell_type": "code", "execution_count": None, "outputs": cell.outputs, "source": planned.code,
+                      "metadata": {"grader": {"grade_id": planned.grade_id, "status": cell.status}}})
+    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+# --- the reference: the solution, through the same pipeline ------------------------------------
+
+ENVIRONMENT_HINTS = {
+    "ModuleNotFoundError": "a module is missing in the environment the grader runs kernels from ({python}): "
+                           "run `make env`, and check that the course library (cvcourse) is installed there",
+    "ImportError": "a module could not be imported in the grader's environment ({python}): run `make env`",
+    "DataUnavailableError": "a data set is missing: install the Debian packages (`make data`, as root) or see "
+                            "README.md, The data",
+    "FileNotFoundError": "a file the notebook reads is missing inside the sandbox (only the environment, the "
+                         "course library and the scratch folder exist there)",
+    "MemoryError": "the solution needs more memory than memory_mb in autograder/assignments.toml",
+    "KeyboardInterrupt": "a cell ran longer than cell_seconds in autograder/assignments.toml",
+}
+
+
+def _solution_failure(run: GradingRun, plan: SubmissionPlan, outcomes: list[RunOutcome]) -> str | None:
+    """None when the solution ran cleanly, else which cell failed first, its error, and what to
+    check in the environment."""
+    for run_plan, outcome in zip(plan.runs, outcomes):
+        for index, (planned, cell) in enumerate(zip(run_plan.cells, outcome.cells)):
+            if cell.status == "ok":
+                continue
+            where = (f"cell {planned.grade_id!r}" if planned.grade_id else
+                     "the grader's recorder cell" if index == 0 else "a definition of the solution's")
+            if planned.test and run_plan is not plan.runs[0]:
+                where = f"the hidden tests of {planned.test!r}"
+            what = (f"{cell.error_name}: {cell.error_value}" if cell.status == "error" else
+                    {"timeout": f"it ran longer than {run.config.limits.cell_seconds} s",
+                     "died": "the kernel died", "not run": outcome.stopped or "it did not run"}[cell.status])
+            hint = ENVIRONMENT_HINTS.get(cell.error_name or ("KeyboardInterrupt" if cell.status == "timeout" else ""),
+                                         "run the solution notebook with `jupyter nbconvert --execute` to see the "
+                                         "whole traceback")
+            detail = f" ({outcome.detail})" if outcome.detail else ""
+            return (f"the solution notebook {run.config.source_path} fails in its {run_plan.name} run, in {where}: "
+                    f"{what}{detail}. Check: {hint.format(python=sys.executable)}")
+    return None
 
 
 def prepare_reference(run: GradingRun) -> None:
     """Run the solution notebook through the same pipeline and keep what its hidden tests record."""
     run.reference_id = _reference_id(run.config)
     folder = run.out / ".reference" / run.reference_id
-    done = folder / "complete"
-    if not done.is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        solution = json.loads(run.config.source_path.read_text())
-        assembled = assembling.assemble(run.source, solution)
-        result = run_notebook(json.dumps(assembled.notebook), folder / "run", run.config.limits,
-                              sandboxed=run.sandboxed)
-        if result.timed_out:
-            raise RuntimeError(f"the solution notebook did not finish within {run.config.limits.wall_seconds} s")
-        done.write_text(f"{result.seconds:.1f}\n")
-    run.reference = load_reference(folder / "run" / "out", [t.grade_id for t in run.source.tests],
-                                   run.config.limits.records_mb * 1024 * 1024)
+    if (folder / "complete").is_file():
+        run.reference = Reference.load(folder)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    solution = json.loads(run.config.source_path.read_text())
+    started = time.monotonic()
+    plan = plan_submission(run.config, run.source, assembling.assemble(run.source, solution).notebook)
+    outcomes = execute_submission(plan.to_dict(), run.config.limits, run.sandboxed, scratch=folder / "run")
+    (folder / "executed.ipynb").write_text(json.dumps(_executed_notebook(plan, outcomes[0])))
+    failure = _solution_failure(run, plan, outcomes)
+    if failure:
+        raise RuntimeError(failure)
+    broken_rules = {test: problem for test, problem in plan.rule_problems.items() if problem}
+    if broken_rules:
+        raise RuntimeError(f"the solution breaks its own source rules: {broken_rules}")
+    _, windows = _runs_by_test(plan, outcomes)
+    keys_by_test, values, options = {}, {}, {}
+    for test in run.source.tests:
+        window = windows.get(test.grade_id)
+        records = window.records if window else {}
+        problems = window.record_problems if window else []
+        if not records or problems:
+            raise RuntimeError(f"the hidden tests of {test.grade_id!r} in the solution record nothing usable: "
+                               f"{problems or 'no record'}")
+        keys_by_test[test.grade_id] = tuple(records)
+        for key, record in records.items():
+            if key in values:
+                raise RuntimeError(f"the key {key!r} is recorded by two test cells of the solution")
+            values[key], options[key] = record.value, record.options
+    reference = Reference(keys_by_test, values, options)
+    for test, keys in keys_by_test.items():  # the solution must pass its own evaluators
+        context = Context(submitted=reference.cell_values(test), reference=reference.cell_values(test))
+        for key in keys:
+            if "evaluate" in options[key]:
+                problem = evaluate(str(options[key]["evaluate"]), values[key], options[key], context)
+                if problem:
+                    raise RuntimeError(f"the solution fails its own evaluator on {key!r}: {problem}")
+    reference.save(folder)
+    (folder / "complete").write_text(f"{time.monotonic() - started:.1f}\n")
+    run.reference = reference
+
+
+# --- one submission ------------------------------------------------------------------------------
 
 
 def _status(notes: list[str]) -> str:
     return "graded" if not notes else "graded (" + "; ".join(notes) + ")"
 
 
-def grade_submission(run: GradingRun, submission: Submission) -> dict:
-    """Grade one student; never raises for anything the submission contains."""
-    started = time.monotonic()
-    tests = run.source.tests
-    result = {
-        "student_id": submission.student_id, "assignment": run.config.name,
+def _empty_result(run: GradingRun, submission: Submission) -> dict:
+    return {
+        "student_id": submission.student_id, "key": submission.key, "assignment": run.config.name,
         "fingerprint": submission.fingerprint, "reference_id": run.reference_id,
         "max_score": run.source.max_score, "score": 0.0, "notes": list(submission.notes),
         "tests": [{"grade_id": t.grade_id, "description": t.description, "points": 0.0,
                    "max_points": t.points, "passed": False, "message": "not graded", "reason": ""}
-                  for t in tests],
+                  for t in run.source.tests],
     }
 
-    def finish(status: str) -> dict:
-        result["status"] = status
-        result["score"] = round(sum(t["points"] for t in result["tests"]), 6)
-        result["seconds"] = round(time.monotonic() - started, 2)
-        return result
 
+def _finish(result: dict, status: str, started: float) -> dict:
+    result["status"] = status
+    result["score"] = round(sum(t["points"] for t in result["tests"]), 6)
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def _verdict(run: GradingRun, test, visible: CellRun | None, window: CellRun | None,
+             rule_problem: str | None, checked: bool) -> tuple[bool, str, str]:
+    """(passed, message for the student, reason for the instructor) of one test cell."""
+    visible = visible or CellRun()
+    reasons = []
+    if visible.status != "ok":
+        reasons.append(f"the test cell ended with status {visible.status}"
+                       + (f" ({visible.error_name})" if visible.error_name else ""))
+    if rule_problem:
+        reasons.append(f"source: {rule_problem}")
+    if checked and not rule_problem and (window is None or window.status != "ok"):
+        reasons.append(f"the hidden tests ended with status {window.status if window else 'not run'}")
+    records = window.records if window else {}
+    problems = [p for key in run.reference.keys_by_test[test.grade_id]
+                if (p := check_record(key, test.grade_id, run.reference, records)) is not None]
+    reasons += problems[:5] + (window.record_problems[:3] if window else [])
+    if not reasons:
+        return True, "passed", ""
+    if visible.status == "error":
+        message = feedback_message(visible.error_name, visible.error_value, test.visible_source)
+    elif visible.status == "timeout":
+        message = f"stopped: the cell ran longer than {run.config.limits.cell_seconds} s"
+    elif visible.status in ("died", "not run"):
+        message = "not run: the notebook stopped before this test (see the status)"
+    elif rule_problem:
+        message = f"the code does not meet the assignment's rules: {rule_problem}"
+    else:
+        message = "failed the hidden tests"
+    return False, message, "; ".join(reasons)
+
+
+@dataclass
+class Prepared:
+    """A submission ready to run: its plan, and the notes assembling it left."""
+
+    submission: Submission
+    plan: SubmissionPlan
+    notes: list[str]
+    started: float
+
+
+def prepare_submission(run: GradingRun, submission: Submission) -> dict | Prepared:
+    """Everything before the sandbox, in this process: the finished row of a submission with
+    nothing to run (ungradable), or its plan."""
+    started = time.monotonic()
     if submission.raw is None:
-        return finish(f"ungradable: {submission.problem}")
+        return _finish(_empty_result(run, submission), f"ungradable: {submission.problem}", started)
     try:
         assembled = assembling.assemble(run.source, assembling.parse_submission(submission.raw))
     except assembling.UngradableSubmission as problem:
-        return finish(f"ungradable: {problem}")
-    notes = result["notes"] + assembled.notes
+        return _finish(_empty_result(run, submission), f"ungradable: {problem}", started)
+    plan = plan_submission(run.config, run.source, assembled.notebook)
+    return Prepared(submission, plan, list(submission.notes) + assembled.notes, started)
 
-    scratch = run.out / ".work" / submission.student_id
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    outcome = run_notebook(json.dumps(assembled.notebook), scratch, run.config.limits, sandboxed=run.sandboxed)
-    manifest_file = outcome.out / "manifest.json"
+
+def execute_submission(plan: dict, limits: Limits, sandboxed: bool, cpus: tuple[int, ...] | None = None,
+                       scratch: Path | None = None) -> list[RunOutcome]:
+    """The sandboxed runs of one submission's plan (:meth:`SubmissionPlan.to_dict`), in a scratch
+    folder of its own that is removed afterwards. Plain data in, plain data out: this is what a
+    Dask worker runs (see :mod:`autograder.cluster`)."""
+    own = scratch is None
+    scratch = Path(tempfile.mkdtemp(prefix="cvgrade-")) if own else scratch
     try:
-        manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {"cells": []}
-    except (OSError, ValueError):
-        manifest = {"cells": []}
-        notes.append("the run's manifest was damaged")
-    records = load_records(outcome.out / "records", run.config.limits.records_mb * 1024 * 1024)
-    if outcome.timed_out:
-        notes.append(f"stopped at the time limit of {run.config.limits.wall_seconds} s")
-    elif manifest.get("stopped"):
-        notes.append(f"the run stopped early: {manifest['stopped']}")
-    elif not manifest_file.is_file() or manifest.get("seconds") is None:
-        notes.append("the run ended abnormally (the kernel or the runner was killed)")
-    if manifest.get("output_truncated"):
-        notes.append(f"output beyond {run.config.limits.output_kb} KB was dropped")
-    errors_by_cell = {}
-    for entry in manifest.get("cells", []):
-        if isinstance(entry, dict) and isinstance(entry.get("grade_id"), str):
-            errors_by_cell[entry["grade_id"]] = (entry.get("status"), entry.get("error"))
-            if entry.get("status") == "timeout":
-                notes.append(f"cell {entry['grade_id']} ran longer than {run.config.limits.cell_seconds} s")
-    student_code = list(assembled.answers.values()) + assembled.extra_code
+        return execute_plan(SubmissionPlan.from_dict(plan), scratch, limits, sandboxed=sandboxed, cpus=cpus)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    for test, row in zip(tests, result["tests"]):
-        reference = run.reference
-        problems = [p for key in reference.keys_by_cell[test.grade_id]
-                    if (p := check_value(key, reference, records.get(key))) is not None]
-        check = run.config.source_checks.get(test.grade_id)
-        source_problem = check_source(check, student_code) if check else None
-        status, error = errors_by_cell.get(test.grade_id, (None, None))
-        if not problems and source_problem is None:
-            row.update(passed=True, points=test.points, message="passed", reason="")
-            continue
-        if source_problem is not None and not problems:
-            row.update(message=f"the code does not meet the assignment's rules: {source_problem}",
-                       reason=source_problem)
-            continue
-        visible = feedback_message(error, test.visible_source) if status in ("error", "timeout") else ""
-        row.update(message=visible or "failed the hidden tests",
-                   reason="; ".join(problems[:5]) + (f"; source: {source_problem}" if source_problem else ""))
-    executed = outcome.out / "executed.ipynb"
-    if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 20 * 2**20:
-        (run.out / "executed").mkdir(exist_ok=True)
-        shutil.copyfile(executed, run.out / "executed" / f"{submission.student_id}.ipynb")
-    shutil.rmtree(scratch, ignore_errors=True)
-    (scratch.parent / f"{scratch.name}.log").unlink(missing_ok=True)
-    return finish(_status(notes))
+
+def conclude_submission(run: GradingRun, prepared: Prepared, outcomes: list[RunOutcome]) -> dict:
+    """The verdicts, in this process, from what the runs sent back."""
+    submission, plan = prepared.submission, prepared.plan
+    result = _empty_result(run, submission)
+    notes = prepared.notes
+    limits = run.config.limits
+    for outcome, run_plan in zip(outcomes, plan.runs):
+        if outcome.stopped:
+            which = "the notebook" if run_plan is plan.runs[0] else "a rule-check run"
+            notes.append(f"{which} stopped early: {outcome.stopped}")
+            if outcome.detail:
+                log.warning("%s, %s run: %s", submission.key, run_plan.name, outcome.detail)
+    if any(outcome.output_truncated for outcome in outcomes):
+        notes.append(f"output beyond {limits.output_kb} KB was dropped")
+    for run_plan, outcome in zip(plan.runs, outcomes):
+        for planned, cell in zip(run_plan.cells, outcome.cells):
+            if cell.status == "timeout":
+                what = (f"cell {planned.grade_id}" if planned.grade_id else
+                        "a cell you added" if run_plan is plan.runs[0] else "one of your definitions")
+                notes.append(f"{what} ran longer than {limits.cell_seconds} s")
+            elif cell.status == "error" and cell.error_name == "MemoryError":
+                what = f"cell {planned.grade_id}" if planned.grade_id else "a cell"
+                notes.append(f"{what} ran out of memory (the limit is {limits.memory_mb} MB)")
+    visible, windows = _runs_by_test(plan, outcomes)
+    for test, row in zip(run.source.tests, result["tests"]):
+        checked = test.grade_id in plan.rule_problems
+        passed, message, reason = _verdict(run, test, visible.get(test.grade_id), windows.get(test.grade_id),
+                                           plan.rule_problems.get(test.grade_id), checked)
+        row.update(passed=passed, points=test.points if passed else 0.0, message=message, reason=reason)
+    (run.out / "executed").mkdir(exist_ok=True)
+    (run.out / "executed" / f"{submission.key}.ipynb").write_text(json.dumps(_executed_notebook(plan, outcomes[0])))
+    return _finish(result, _status(list(dict.fromkeys(notes))), prepared.started)
+
+
+def grade_submission(run: GradingRun, submission: Submission, cpus: tuple[int, ...] | None = None) -> dict:
+    """Grade one student on this machine; never raises for anything the submission contains."""
+    prepared = prepare_submission(run, submission)
+    if isinstance(prepared, dict):
+        return prepared
+    outcomes = execute_submission(prepared.plan.to_dict(), run.config.limits, run.sandboxed, cpus,
+                                  scratch=run.out / ".work" / submission.key)
+    return conclude_submission(run, prepared, outcomes)
+
+
+def grade_or_report(run: GradingRun, submission: Submission, cpus: tuple[int, ...] | None = None) -> dict:
+    """:func:`grade_submission`, with any failure of the grader itself turned into the student's
+    row ("ungradable: internal error"); the traceback goes to the run log for the instructor."""
+    started = time.monotonic()
+    try:
+        return grade_submission(run, submission, cpus)
+    except Exception:  # noqa: BLE001 - one submission must never stop the class
+        return _internal_error(run, submission, started)
+
+
+# --- the class -----------------------------------------------------------------------------------
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -165,29 +336,36 @@ def _current_result(path: Path, submission: Submission, reference_id: str) -> di
         result = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if result.get("fingerprint") == submission.fingerprint and result.get("reference_id") == reference_id:
+    if (isinstance(result, dict) and result.get("fingerprint") == submission.fingerprint
+            and result.get("reference_id") == reference_id and result.get("student_id") == submission.student_id):
         return result
     return None
 
 
 class Progress:
-    """One line on stderr: submissions done, failed (ungradable) and remaining."""
+    """One line on stderr: submissions done, failed (ungradable), remaining, rate and time left."""
 
     def __init__(self, total: int, enabled: bool):
         self.total, self.done, self.failed, self.enabled = total, 0, 0, enabled
+        self.fresh, self.started = 0, time.monotonic()
         self.tty = sys.stderr.isatty()
         self.lock = threading.Lock()
 
-    def update(self, failed: bool) -> None:
+    def update(self, failed: bool, fresh: bool = True) -> None:
         with self.lock:
             self.done += 1
             self.failed += int(failed)
+            self.fresh += int(fresh)
             if not self.enabled:
                 return
+            elapsed = max(time.monotonic() - self.started, 1e-9)
+            rate = self.fresh / elapsed * 60
+            left = (self.total - self.done) / rate * 60 if rate > 0 else 0
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} done, "
-                    f"{self.failed} failed, {self.total - self.done} remaining")
+                    f"{self.failed} failed, {self.total - self.done} remaining, "
+                    f"{rate:.1f}/min, about {left / 60:.0f} min left")
             if self.tty:
                 print("\r" + line, end="" if self.done < self.total else "\n", file=sys.stderr, flush=True)
             else:
@@ -197,7 +375,7 @@ class Progress:
 def write_grades_csv(path: Path, source: SourceNotebook, results: list[dict]) -> None:
     test_ids = [t.grade_id for t in source.tests]
     temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="") as stream:
+    with temporary.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["student_id", "assignment", "score", "max_score", "status", *test_ids])
         for result in sorted(results, key=lambda r: r["student_id"]):
@@ -212,12 +390,31 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def cpu_slots(workers: int) -> list[tuple[int, ...]]:
+    """The CPUs each worker's runs may use: this process's CPUs split evenly, so that parallel
+    runs never share a core (with more workers than cores, each gets one, shared)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if workers >= len(cpus):
+        return [(cpus[i % len(cpus)],) for i in range(workers)]
+    per = len(cpus) // workers
+    return [tuple(cpus[i * per:(i + 1) * per]) for i in range(workers)]
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
 def grade_class(assignment: str, submissions: Path, out: Path, *, workers: int | None = None,
-                unsafe: bool = False, progress: bool = True,
-                config: AssignmentConfig | None = None) -> list[dict]:
+                unsafe: bool = False, progress: bool = True, config: AssignmentConfig | None = None,
+                scheduler: str | None = None) -> list[dict]:
     """Grade every submission; returns the results (one per student) and writes OUT.
 
-    ``config`` replaces the settings of assignments.toml (tests use shorter limits).
+    ``config`` replaces the settings of assignments.toml (tests use shorter limits);
+    ``scheduler`` (``tcp://HOST:PORT``) sends the sandboxed runs to a Dask cluster.
     """
     config = config or load_assignment(assignment)
     if not unsafe:
@@ -230,39 +427,107 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, workers: int |
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("results", "feedback", ".work"):
         (out / folder).mkdir(exist_ok=True)
-    run = GradingRun(config, read_source_notebook(config.source_path), out, sandboxed=not unsafe)
-    prepare_reference(run)
-    submissions_found = ingest(submissions, config.notebook, out / ".work")
-    gradebook = GradebookWriter(out / "gradebook.db", config.name, config.notebook, run.source)
+    handler = _log_to(out / "grading.log")
+    try:
+        run = GradingRun(config, read_source_notebook(config.source_path), out, sandboxed=not unsafe)
+        prepare_reference(run)
+        found = ingest(submissions, config.notebook, out / ".work", assignment=config.name)
+        log.info("%s: %s", config.name, found.summary())
+        if progress:
+            print(f"submissions: {found.summary()}", file=sys.stderr)
+        return _grade_all(run, found.submissions, workers, progress, scheduler)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
 
+
+def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | None, progress: bool,
+               scheduler: str | None = None) -> list[dict]:
+    out, config = run.out, run.config
+    gradebook = GradebookWriter(out / "gradebook.db", config.name, config.notebook, run.source)
     results: dict[str, dict] = {}
     pending = []
-    for submission in submissions_found:
-        existing = _current_result(out / "results" / f"{submission.student_id}.json", submission, run.reference_id)
+    for submission in submissions:
+        existing = _current_result(out / "results" / f"{submission.key}.json", submission, run.reference_id)
         if existing is not None:
-            results[submission.student_id] = existing
+            results[submission.key] = existing
         else:
             pending.append(submission)
-    bar = Progress(len(submissions_found), progress)
+    bar = Progress(len(submissions), progress)
     for result in results.values():
-        bar.update(result["status"].startswith("ungradable"))
+        bar.update(result["status"].startswith("ungradable"), fresh=False)
 
-    def store(result: dict) -> None:  # main thread only: the single writer
-        _write_json(out / "results" / f"{result['student_id']}.json", result)
+    def store(result: dict) -> None:  # this thread only: the single writer
+        _write_json(out / "results" / f"{result['key']}.json", result)
         gradebook.record(result["student_id"], {t["grade_id"]: t["points"] for t in result["tests"]})
-        results[result["student_id"]] = result
+        results[result["key"]] = result
         bar.update(result["status"].startswith("ungradable"))
 
-    workers = max(1, workers or os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(grade_submission, run, submission) for submission in pending]
-        for future in as_completed(futures):
-            store(future.result())
-
-    ordered = [results[s.student_id] for s in submissions_found]
+    if scheduler:
+        _grade_on_cluster(run, pending, scheduler, store)
+    else:
+        _grade_here(run, pending, workers, store)
+    ordered = [results[s.key] for s in submissions]
     for result in ordered:
-        write_feedback(out / "feedback" / result["student_id"], config, result)
+        write_feedback(out / "feedback" / result["key"], config, result)
     write_grades_csv(out / "grades.csv", run.source, ordered)
     write_report(out / "report.html", config, run.source, ordered)
     shutil.rmtree(out / ".work", ignore_errors=True)
     return ordered
+
+
+def _grade_here(run: GradingRun, pending: list[Submission], workers: int | None, store) -> None:
+    """Parallel runs on this machine, each on its own share of the cores."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    slots: queue.Queue = queue.Queue()
+    for slot in cpu_slots(workers):
+        slots.put(slot)
+
+    def graded_on_a_slot(submission: Submission) -> dict:
+        cpus = slots.get()
+        try:
+            return grade_or_report(run, submission, cpus)
+        finally:
+            slots.put(cpus)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(graded_on_a_slot, submission) for submission in pending]
+        for future in as_completed(futures):
+            store(future.result())
+
+
+def _internal_error(run: GradingRun, submission: Submission, started: float) -> dict:
+    log.error("internal error while grading %s:\n%s", submission.key, traceback.format_exc())
+    return _finish(_empty_result(run, submission), "ungradable: internal error (the details are in grading.log)",
+                   started)
+
+
+def _grade_on_cluster(run: GradingRun, pending: list[Submission], scheduler: str, store) -> None:
+    """The sandboxed runs on a Dask cluster (:mod:`autograder.cluster`); the rest here."""
+    from .cluster import run_on_cluster
+
+    prepared: dict[str, Prepared] = {}
+    for submission in pending:
+        try:
+            ready = prepare_submission(run, submission)
+        except Exception:  # noqa: BLE001
+            store(_internal_error(run, submission, time.monotonic()))
+            continue
+        if isinstance(ready, dict):
+            store(ready)
+        else:
+            prepared[submission.key] = ready
+
+    def arrived(key: str, outcomes: list[RunOutcome]) -> None:
+        try:
+            store(conclude_submission(run, prepared[key], outcomes))
+        except Exception:  # noqa: BLE001
+            store(_internal_error(run, prepared[key].submission, prepared[key].started))
+
+    def lost(key: str, error: BaseException) -> None:
+        log.error("the cluster could not run %s: %s: %s", key, type(error).__name__, error)
+        store(_finish(_empty_result(run, prepared[key].submission),
+                      "ungradable: internal error (the details are in grading.log)", prepared[key].started))
+
+    run_on_cluster(scheduler, [(key, ready.plan.to_dict()) for key, ready in prepared.items()],
+                   execute_submission, (run.config.limits, run.sandboxed), arrived, lost)

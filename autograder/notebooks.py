@@ -10,6 +10,9 @@ from pathlib import Path
 
 ANSWER, TEST, LOCKED = "answer", "test", "locked"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+SKIP_TAG = "skip-when-grading"  # a locked cell the grader does not run (slow, ungraded)
+_HIDDEN_REGION = re.compile(
+    rf"^[ \t]*{re.escape(HIDDEN_BEGIN)}[^\n]*\n?(.*?)^[ \t]*{re.escape(HIDDEN_END)}[^\n]*\n?", flags=re.S | re.M)
 
 
 def nbgrader_metadata(cell: dict) -> dict:
@@ -43,10 +46,17 @@ class SourceCell:
     @property
     def visible_source(self) -> str:
         """The source without its hidden-test region: what a student sees of a test cell."""
-        return re.sub(
-            rf"^[ \t]*{re.escape(HIDDEN_BEGIN)}.*?^[ \t]*{re.escape(HIDDEN_END)}[^\n]*\n?",
-            "", self.source, flags=re.S | re.M,
-        )
+        return _HIDDEN_REGION.sub("", self.source)
+
+    @property
+    def hidden_source(self) -> str:
+        """The code of the hidden-test regions alone."""
+        return "\n".join(match.group(1) for match in _HIDDEN_REGION.finditer(self.source))
+
+    @property
+    def skipped_when_grading(self) -> bool:
+        tags = self.cell.get("metadata", {}).get("tags", [])
+        return self.kind == LOCKED and isinstance(tags, list) and SKIP_TAG in tags
 
     @property
     def description(self) -> str:
@@ -78,6 +88,17 @@ class SourceNotebook:
     def by_grade_id(self) -> dict[str, SourceCell]:
         return {cell.grade_id: cell for cell in self.cells if cell.grade_id}
 
+    @property
+    def setup(self) -> tuple[SourceCell, ...]:
+        """The set-up: locked code cells before the first answer cell. They run in every kernel."""
+        cells = []
+        for cell in self.cells:
+            if cell.kind == ANSWER:
+                break
+            if cell.kind == LOCKED and cell.cell.get("cell_type") == "code" and not cell.skipped_when_grading:
+                cells.append(cell)
+        return tuple(cells)
+
 
 def read_source_notebook(path: Path) -> SourceNotebook:
     """Parse an nbgrader source notebook; its grade ids must be unique and its tests scored."""
@@ -101,4 +122,7 @@ def read_source_notebook(path: Path) -> SourceNotebook:
     unscored = [cell.grade_id for cell in source.tests if cell.points <= 0]
     if unscored:
         raise ValueError(f"{path}: test cells without points: {unscored}")
+    unhidden = [cell.grade_id for cell in source.tests if not cell.hidden_source.strip()]
+    if unhidden:
+        raise ValueError(f"{path}: test cells without hidden tests (nothing to record): {unhidden}")
     return source

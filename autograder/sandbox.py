@@ -1,16 +1,25 @@
-"""Run a notebook inside a bubblewrap sandbox, with limits, and collect what it left.
+"""The sandbox a submission's kernel runs in: bubblewrap, with limits.
 
 The sandbox sees, read-only: the system's /usr (and its /lib, /bin links), the Python
-installation and the course environment, the course library's own folder, and the runner
-script. It sees read-write only its own scratch folder. It has no network (its own, empty
-network namespace), its own PID, IPC and user namespaces, an unprivileged user with no
-capabilities, an empty /tmp, no environment variables of the grader, and no terminal.
-Everything else on the machine (the repository with ``solutions/``, the reference values,
-the gradebook, other students' submissions) does not exist inside it.
+installation and the course environment, and the course library's own folder. It sees
+read-write only its own scratch folder (``/scratch``: ``work`` and ``home``) and the folder of
+its kernel's sockets (``/kernel``). It has no network (its own, empty network namespace), its own
+PID, IPC and user namespaces, an unprivileged user with no capabilities, an empty /tmp, no
+environment variables of the grader, and no terminal. Everything else on the machine (the
+repository with ``solutions/``, the reference values, the gradebook, other students' runs)
+does not exist inside it. Only the kernel runs in here; the process that drives it and decides
+what it recorded runs outside (:mod:`autograder.kernel`).
 
-Limits (see assignments.toml): wall time for the whole run (the process group is killed),
-a per-cell timeout (enforced by the runner), CPU time and address space (rlimits inherited
-by every process of the sandbox), and the size of any one file it writes.
+Limits (see assignments.toml): CPU time and writable memory (rlimits inherited by every
+process of the sandbox), the size of any file it writes, and the CPUs it may use; the wall time
+and the time of each cell are enforced from outside by the driver.
+
+Memory is limited with ``RLIMIT_DATA`` (private writable memory), not ``RLIMIT_AS`` (address
+space): TensorFlow and XLA reserve large address ranges they never write (about 3 GB of virtual
+memory for a small Keras model, growing with the number of cores), so an address-space limit
+of a few GB breaks ``import tensorflow`` on larger machines while limiting nothing real. Writable
+memory is what an allocation uses: a 3 GB NumPy array or ``bytearray`` fails with MemoryError
+under a 2 GB limit, while TensorFlow trains normally.
 """
 
 from __future__ import annotations
@@ -18,31 +27,24 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Limits
 
-RUNNER = Path(__file__).with_name("runner.py")
 SANDBOX_UID = 1000
 MAX_FILE_BYTES = 256 * 1024 * 1024
 TMPFS_BYTES = 256 * 1024 * 1024
+# Numerical libraries size their thread pools from these (and from the CPU affinity, which the
+# grader also sets): each worker's run uses the cores it was given, no more.
+# (XLA, under JAX, sizes its pool from the affinity alone.)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 class SandboxUnavailable(RuntimeError):
     """bubblewrap is missing or cannot create namespaces here."""
-
-
-@dataclass
-class RunResult:
-    out: Path  # the runner's output folder (records/, manifest.json)
-    seconds: float
-    timed_out: bool
-    returncode: int | None
 
 
 def bubblewrap_problem() -> str | None:
@@ -65,7 +67,7 @@ def _course_library_dir() -> Path | None:
     return Path(spec.origin).parent if spec and spec.origin else None
 
 
-def run_environment(home: str) -> dict[str, str]:
+def run_environment(home: str, threads: int = 1) -> dict[str, str]:
     """The only environment variables a run sees (the grader's own are never passed on)."""
     environment = {
         "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
@@ -77,21 +79,19 @@ def run_environment(home: str) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "CVCOURSE_OFFLINE": "1",
         "CVCOURSE_CACHE_DIR": f"{home}/.cache/cvcourse",
-        # One thread per numerical library: parallel grading shares the cores fairly.
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # machine workarounds, see env docs
+    environment.update({name: str(threads) for name in THREAD_VARIABLES})
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "KERAS_BACKEND"):  # machine settings
         if name in os.environ:
             environment[name] = os.environ[name]
     return environment
 
 
-def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
-    """The bwrap command line that runs the runner on ``scratch`` (bound at /scratch)."""
+def bubblewrap_prefix(scratch: Path, socket_dir: Path) -> list[str]:
+    """The bwrap options that build the sandbox around ``scratch`` (at /scratch) and the kernel's
+    socket folder (at /kernel)."""
     command = [
         shutil.which("bwrap") or "bwrap",
         "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -116,58 +116,36 @@ def bubblewrap_command(scratch: Path, limits: Limits) -> list[str]:
         command += ["--ro-bind", str(path), str(path)]
     command += [
         "--bind", str(scratch), "/scratch",
-        "--ro-bind", str(RUNNER), "/grader/runner.py",
+        "--bind", str(socket_dir), "/kernel",
         # The sandbox's own root (a tmpfs holding the mount points) becomes read-only.
         "--remount-ro", "/",
         "--chdir", "/scratch/work",
         "--clearenv",
     ]
-    for name, value in run_environment("/scratch/home").items():
-        command += ["--setenv", name, value]
-    command += [str(Path(sys.prefix) / "bin" / "python"), "/grader/runner.py", "/scratch/out",
-                "--cell-seconds", str(limits.cell_seconds), "--output-kb", str(limits.output_kb)]
     return command
 
 
-def unsafe_command(scratch: Path, limits: Limits) -> list[str]:
-    """The runner without a sandbox (``--unsafe``): limits only, no isolation."""
-    return [sys.executable, str(RUNNER), str(scratch / "out"),
-            "--cell-seconds", str(limits.cell_seconds), "--output-kb", str(limits.output_kb)]
+def _limits_prefix(limits: Limits, cpus: tuple[int, ...] | None) -> list[str]:
+    """util-linux's prlimit (and taskset): the limits are inherited by every process of the run.
+    (Not preexec_fn: the grader starts runs from several threads, where it is unsafe.)"""
+    prefix = [shutil.which("prlimit") or "prlimit", f"--data={limits.memory_mb * 1024 * 1024}",
+              f"--cpu={limits.cpu_seconds}", f"--fsize={MAX_FILE_BYTES}", "--core=0", "--"]
+    if cpus:
+        prefix = [shutil.which("taskset") or "taskset", "--cpu-list", ",".join(map(str, cpus)), *prefix]
+    return prefix
 
 
-def _with_rlimits(command: list[str], limits: Limits) -> list[str]:
-    """Prefix ``command`` with util-linux's prlimit: the limits are inherited by every process
-    of the run. (Not preexec_fn: the grader starts runs from several threads, where it is unsafe.)"""
-    memory = limits.memory_mb * 1024 * 1024
-    return [shutil.which("prlimit") or "prlimit", f"--as={memory}", f"--cpu={limits.cpu_seconds}",
-            f"--fsize={MAX_FILE_BYTES}", "--core=0", "--", *command]
-
-
-def run_notebook(notebook_json: str, scratch: Path, limits: Limits, *, sandboxed: bool = True) -> RunResult:
-    """Execute a notebook (JSON text) with ``scratch`` as its only writable folder."""
-    for sub in ("out", "work", "home"):
-        (scratch / sub).mkdir(parents=True, exist_ok=True)
-    command = _with_rlimits(
-        bubblewrap_command(scratch, limits) if sandboxed else unsafe_command(scratch, limits), limits)
-    # bwrap sets the run's environment itself (--clearenv, --setenv); unsafe runs get it here.
-    environment = None if sandboxed else run_environment(str(scratch / "home"))
-    log = (scratch.parent / f"{scratch.name}.log").open("wb")
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=environment,
-        cwd=str(scratch / "work"), start_new_session=True,
-    )
-    timed_out = False
-    try:
-        process.communicate(notebook_json.encode(), timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the run's processes
-        except ProcessLookupError:
-            pass
-        process.wait()
-        log.close()
-    return RunResult(scratch / "out", time.monotonic() - started, timed_out,
-                     None if timed_out else process.returncode)
+def kernel_command(scratch: Path, socket_dir: Path, limits: Limits, *, sandboxed: bool = True,
+                   cpus: tuple[int, ...] | None = None) -> tuple[list[str], dict[str, str] | None]:
+    """The command that starts an IPython kernel on ``socket_dir/connection.json``, and the
+    environment to start it with (None: bwrap sets it itself)."""
+    threads = len(cpus) if cpus else 1
+    kernel = [str(Path(sys.prefix) / "bin" / "python"), "-m", "ipykernel_launcher", "--quiet",
+              "--HistoryManager.enabled=False"]
+    if not sandboxed:  # --unsafe: the same kernel and limits, no isolation
+        environment = run_environment(str(scratch / "home"), threads)
+        return [*_limits_prefix(limits, cpus), *kernel, "-f", str(socket_dir / "connection.json")], environment
+    command = bubblewrap_prefix(scratch, socket_dir)
+    for name, value in run_environment("/scratch/home", threads).items():
+        command += ["--setenv", name, value]
+    return [*_limits_prefix(limits, cpus), *command, *kernel, "-f", "/kernel/connection.json"], None

@@ -1,9 +1,13 @@
 """Decide every test's verdict in the grader's own, clean process.
 
-Nothing the student's code returned is trusted as an object: the hidden tests saved plain
-numeric arrays, which are loaded here with ``allow_pickle=False`` and compared with the values
-the instructor's solution recorded on the same inputs. A test cell passes only if every value
-its reference recorded is present and matches, and its source checks (if any) pass.
+Nothing the student's code returned is trusted as an object: the hidden tests sent plain
+numeric values (:mod:`autograder.records`), which are compared here with the values the
+instructor's solution recorded on the same inputs, or judged by a grader-side evaluator
+(:mod:`autograder.evaluators`) named by the solution's record. How each key is judged (tolerance,
+evaluator, options) comes from the solution's run only.
+
+Feedback is built from fixed texts: the grader's own sentences, and a visible test's assertion
+message only as written in the test's source (see :func:`feedback_message`).
 """
 
 from __future__ import annotations
@@ -11,203 +15,159 @@ from __future__ import annotations
 import ast
 import builtins
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import SourceCheck
+from .evaluators import Context, evaluate
+from .records import Record, value_arrays
 
 DEFAULT_RTOL, DEFAULT_ATOL = 1e-6, 1e-8
 
 
 @dataclass(frozen=True)
 class Reference:
-    """What the solution recorded: the record keys of each test cell, their values and options."""
+    """What the solution recorded: the keys of each test cell, their values and options."""
 
-    keys_by_cell: dict[str, tuple[str, ...]]
-    values: dict[str, np.ndarray]
+    keys_by_test: dict[str, tuple[str, ...]]
+    values: dict[str, object]
     options: dict[str, dict]
 
+    def cell_values(self, test: str) -> dict[str, object]:
+        return {key: self.values[key] for key in self.keys_by_test[test]}
 
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    reason: str  # for the instructor: which check failed (never shown to students)
+    def save(self, folder: Path) -> None:
+        """Write the reference as ``reference.json`` (structure, options) and ``reference.npz``."""
+        arrays, index = {}, {}
+        for key, value in self.values.items():
+            kind = "array" if isinstance(value, np.ndarray) else "list" if isinstance(value, list) else "dict"
+            labels = [label for label, _ in value_arrays(value)]
+            index[key] = {"kind": kind, "labels": labels}
+            for position, (_, array) in enumerate(value_arrays(value)):
+                arrays[f"{len(arrays)}"] = array
+                index[key].setdefault("arrays", []).append(f"{len(arrays) - 1}")
+        np.savez(folder / "reference.npz", **arrays)
+        (folder / "reference.json").write_text(json.dumps(
+            {"keys_by_test": self.keys_by_test, "options": self.options, "index": index}, indent=1))
 
-
-def load_array(path: Path, max_bytes: int) -> np.ndarray | str:
-    """A recorded value, or a string saying why it cannot be used."""
-    try:
-        if path.stat().st_size > max_bytes:
-            return "too large"
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        return f"unreadable ({type(error).__name__})"
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        return "not a numeric array"
-    return array
-
-
-def load_records(records: Path, max_total_bytes: int) -> dict[str, np.ndarray | str]:
-    """Every value a run recorded, by key file stem, reading at most ``max_total_bytes``."""
-    values: dict[str, np.ndarray | str] = {}
-    budget = max_total_bytes
-    if not records.is_dir():
-        return values
-    for path in sorted(records.glob("*.npy")):
-        if path.is_symlink() or not path.is_file():
-            values[path.stem] = "not a regular file"
-            continue
-        size = path.stat().st_size
-        values[path.stem] = load_array(path, budget) if size <= budget else "over the records limit"
-        budget -= size
-    return values
+    @classmethod
+    def load(cls, folder: Path) -> Reference:
+        meta = json.loads((folder / "reference.json").read_text())
+        with np.load(folder / "reference.npz", allow_pickle=False) as stored:
+            values: dict[str, object] = {}
+            for key, entry in meta["index"].items():
+                arrays = [stored[name] for name in entry["arrays"]]
+                if entry["kind"] == "array":
+                    values[key] = arrays[0]
+                elif entry["kind"] == "list":
+                    values[key] = arrays
+                else:
+                    values[key] = {label[1:-1]: array for label, array in zip(entry["labels"], arrays)}
+        return cls({test: tuple(keys) for test, keys in meta["keys_by_test"].items()}, values, meta["options"])
 
 
-def load_reference(out: Path, test_ids: list[str], max_total_bytes: int) -> Reference:
-    """Read a reference run; every test cell must have run cleanly and recorded something."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    records = load_records(out / "records", max_total_bytes)
-    keys_by_cell: dict[str, tuple[str, ...]] = {}
-    for entry in manifest["cells"]:
-        if entry["grade_id"] in test_ids:
-            if entry["status"] != "ok":
-                raise RuntimeError(f"the solution fails its own test {entry['grade_id']}: {entry['error']}")
-            keys_by_cell[entry["grade_id"]] = tuple(entry["records"])
-    problems = [cell for cell in test_ids if not keys_by_cell.get(cell)]
-    if problems:
-        raise RuntimeError(f"test cells whose hidden tests record nothing: {problems}")
-    bad = {key: value for key, value in records.items() if isinstance(value, str)}
-    if bad:
-        raise RuntimeError(f"the solution's records cannot be read: {bad}")
-    options = {}
-    for key in records:
-        option_file = out / "records" / f"{key}.json"
-        options[key] = json.loads(option_file.read_text()) if option_file.is_file() else {}
-    return Reference(keys_by_cell, dict(records), options)
+def _structure_problem(key: str, submitted: object, expected: object) -> str | None:
+    if type(submitted) is not type(expected):
+        return f"{key}: a {type(submitted).__name__}, expected a {type(expected).__name__}"
+    if isinstance(expected, dict) and set(submitted) != set(expected):
+        return f"{key}: keys {sorted(submitted)[:10]}, expected {sorted(expected)}"
+    if isinstance(expected, list) and len(submitted) != len(expected):
+        return f"{key}: {len(submitted)} arrays, expected {len(expected)}"
+    return None
 
 
-def check_value(key: str, reference: Reference, submitted: np.ndarray | str | None) -> str | None:
-    """None when the submitted value passes the reference's check, else why not."""
-    if submitted is None:
+def check_record(key: str, test: str, reference: Reference, records: dict[str, Record]) -> str | None:
+    """None when the record of ``key`` in this run passes its check, else why not."""
+    record = records.get(key)
+    if record is None:
         return f"{key}: not recorded"
-    if isinstance(submitted, str):
-        return f"{key}: {submitted}"
-    expected = reference.values[key]
+    if record.value is None:
+        return f"{key}: recorded more than once"
     options = reference.options.get(key, {})
-    if options.get("check") == "accuracy":
-        truth_key = str(options["truth"]).replace("/", "__")
-        truth = reference.values[truth_key]
-        if submitted.shape != truth.shape:
-            return f"{key}: shape {submitted.shape}, expected {truth.shape}"
-        accuracy = float(np.mean(submitted == truth))
-        at_least = float(options["at_least"])
-        return None if accuracy >= at_least else f"{key}: accuracy {accuracy:.4f} < {at_least}"
-    if submitted.shape != expected.shape:
-        return f"{key}: shape {submitted.shape}, expected {expected.shape}"
+    if "evaluate" in options:
+        context = Context(submitted={k: r.value for k, r in records.items() if r.value is not None},
+                          reference=reference.cell_values(test))
+        problem = evaluate(str(options["evaluate"]), record.value, options, context)
+        return None if problem is None else f"{key}: {problem}"
+    expected = reference.values[key]
+    problem = _structure_problem(key, record.value, expected)
+    if problem:
+        return problem
     rtol = float(options.get("rtol", DEFAULT_RTOL))
     atol = float(options.get("atol", DEFAULT_ATOL))
-    with np.errstate(all="ignore"):
-        close = np.allclose(submitted.astype(np.float64), expected.astype(np.float64),
-                            rtol=rtol, atol=atol, equal_nan=False)
-    return None if close else f"{key}: values differ from the reference"
-
-
-# --- checks on the submitted source -------------------------------------------------------
-
-FORBIDDEN_NODES = {
-    "for": (ast.For, ast.AsyncFor),
-    "while": (ast.While,),
-    "comprehension": (ast.comprehension,),
-}
-
-
-def _parse(code: str) -> ast.Module | None:
-    # IPython magics and shell escapes are not Python; blank them so the rest still parses.
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines()]
-    try:
-        return ast.parse("\n".join(lines))
-    except SyntaxError:
-        return None
-
-
-def check_source(check: SourceCheck, student_code: list[str]) -> str | None:
-    """None when the function named by ``check`` (last definition wins, as when the notebook
-    runs), and every function of the submission it calls, avoid the forbidden syntax."""
-    definitions: dict[str, ast.FunctionDef] = {}
-    for code in student_code:
-        module = _parse(code)
-        if module is None:
-            continue
-        for node in ast.walk(module):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                definitions[node.name] = node
-    if check.function not in definitions:
-        return f"{check.function} is not defined in the submission"
-    forbidden = tuple(cls for name in check.forbid for cls in FORBIDDEN_NODES[name])
-    seen, pending = set(), [check.function]
-    while pending:
-        name = pending.pop()
-        if name in seen or name not in definitions:
-            continue
-        seen.add(name)
-        for node in ast.walk(definitions[name]):
-            if isinstance(node, forbidden):
-                return f"{name} uses a {type(node).__name__.lower()} (line {getattr(node, 'lineno', '?')})"
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                pending.append(node.func.id)
+    for (label, got), (_, want) in zip(value_arrays(record.value), value_arrays(expected)):
+        if got.shape != want.shape:
+            return f"{key}{label}: shape {got.shape}, expected {want.shape}"
+        with np.errstate(all="ignore"):
+            close = np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol,
+                                equal_nan=False)
+        if not close:
+            return f"{key}{label}: values differ from the reference"
     return None
 
 
 # --- messages of visible tests ---------------------------------------------------------------
 
+FIELD = "…"
 
-def visible_messages(visible_source: str) -> tuple[set[str], list[str]]:
-    """Assertion messages a visible test can produce: exact strings, and constant prefixes of
-    f-strings. Feedback repeats a failure's message only if it is one of these, so nothing the
-    student's code raises (hidden test source, say) can travel into the feedback."""
+
+def _parse(code: str) -> ast.Module | None:
+    from .analysis import parse_cell
+
+    return parse_cell(code)
+
+
+def visible_messages(visible_source: str) -> tuple[set[str], list[tuple[re.Pattern, str]]]:
+    """The assertion messages a visible test can produce: exact strings, and f-string templates
+    as (pattern, text with each field shown as …)."""
     exact: set[str] = set()
-    prefixes: list[str] = []
+    templates: list[tuple[re.Pattern, str]] = []
     module = _parse(visible_source)
     if module is None:
-        return exact, prefixes
+        return exact, templates
 
     def collect(node: ast.AST | None) -> None:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             exact.add(node.value)
         elif isinstance(node, ast.JoinedStr):
-            prefix = ""
+            pattern, text = "", ""
             for part in node.values:
                 if isinstance(part, ast.Constant) and isinstance(part.value, str):
-                    prefix += part.value
+                    pattern += re.escape(part.value)
+                    text += part.value
                 else:
-                    break
-            if len(prefix) >= 8:
-                prefixes.append(prefix)
+                    pattern += ".*?"
+                    text += FIELD
+            templates.append((re.compile(pattern, re.S), text))
 
     for node in ast.walk(module):
         if isinstance(node, ast.Assert):
             collect(node.msg)
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "AssertionError" and node.args:
             collect(node.args[0])
-    return exact, prefixes
+    return exact, templates
 
 
-def feedback_message(error: str | None, visible_source: str) -> str:
-    """What feedback may say about a test cell's error, from the run's (untrusted) manifest."""
-    if not error:
+def feedback_message(error_name: str | None, error_value: str | None, visible_source: str) -> str:
+    """What feedback may say about a test cell's error. The kernel's text only selects one of
+    the test's own messages; it never reaches the feedback itself."""
+    if not error_name:
         return ""
-    name, _, message = error.partition(": ")
-    if name == "NotImplementedError":
+    if error_name == "NotImplementedError":
         return "not implemented yet (the answer cell still raises NotImplementedError)"
-    if name == "KeyboardInterrupt":
+    if error_name == "KeyboardInterrupt":
         return "stopped: the cell ran longer than the time limit"
-    if name == "AssertionError":
-        exact, prefixes = visible_messages(visible_source)
-        if message in exact or any(message.startswith(prefix) for prefix in prefixes):
-            return message[:500]
+    if error_name == "AssertionError":
+        exact, templates = visible_messages(visible_source)
+        if error_value in exact:
+            return error_value[:500]
+        for pattern, text in templates:
+            if error_value is not None and pattern.fullmatch(error_value):
+                return text[:500]
         return "a visible test failed"
-    if isinstance(getattr(builtins, name, None), type) and issubclass(getattr(builtins, name), BaseException):
-        return f"the test raised {name}"
+    exception = getattr(builtins, error_name, None)
+    if isinstance(exception, type) and issubclass(exception, BaseException):
+        return f"the test raised {error_name}"
     return "the test raised an error"
