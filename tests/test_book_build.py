@@ -12,6 +12,9 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 
+from banks.common import hidden_lines, solution_lines
+from conftest import ASSIGNMENTS, BANKS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -147,11 +150,13 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     assert "this chapter is broken" in result.stdout + result.stderr
 
 
-def test_the_rendered_book_holds_no_solution_or_hidden_test(built_book):
-    import autograder_bank
-
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_rendered_book_holds_no_solution_or_hidden_test(built_book, assignment):
     _, html = built_book
-    secrets = autograder_bank.hidden_lines() + autograder_bank.solution_lines()
-    for page in html.rglob("*.html"):
-        text = page.read_text()
+    homework = BANKS[assignment].HOMEWORK
+    secrets = hidden_lines(homework) + solution_lines(homework)
+    pages = list(html.rglob("*.html")) + list(html.rglob("*.ipynb")) + list(html.rglob("*.md"))
+    assert pages
+    for page in pages:
+        text = page.read_text(errors="replace")
         assert [line for line in secrets if line in text] == [], page
