@@ -20,7 +20,7 @@ help:
 	@echo "make test            run the test suite (builds the book from scratch in a temp folder)"
 	@echo "make lab             open the book and the homework in JupyterLab"
 	@echo "make data            install the Debian packages (Fashion-MNIST, bubblewrap) as root, or say how to get them"
-	@echo "make assignments     regenerate the student notebooks (assignments/) from solutions/ with nbgrader"
+	@echo "make assignments     regenerate every student notebook (assignments/) from solutions/ with nbgrader"
 	@echo "make gpu-check       backend, devices, and the course CNN's training speed on each (GPU/CPU ratio)"
 	@echo "make source-network  retrain the transfer-learning source network into source_network/"
 	@echo "make benchmark-book  time a cold and a cached book build, per chapter"
@@ -64,8 +64,9 @@ book: env data
 test: env data
 	$(RUN) $(BIN)/python -m pytest
 
+# Every assignment of autograder/assignments.toml (python -m autograder list shows them).
 assignments: env
-	$(RUN) $(BIN)/python -m autograder release a1_hinge_loss
+	$(RUN) $(BIN)/python -m autograder release
 
 # Backend-agnostic: KERAS_BACKEND=jax make gpu-check measures the JAX backend instead.
 gpu-check: env data
