@@ -208,7 +208,8 @@ class SubmissionAnalysis:
     """The submission's code cells, with the set-up cells for the names the instructor defines."""
 
     def __init__(self, student_cells: list[str], setup_cells: list[str], labels: list[str] | None = None):
-        """``labels[i]`` names student cell i for messages (e.g. "your cell svm_loss_naive")."""
+        """``setup_cells``: the instructor's code cells (their imports name modules);
+        ``labels[i]`` names student cell i for messages (e.g. "your cell svm_loss_naive")."""
         self.problem: str | None = None  # what makes every rule fail closed
         self.bindings: dict[str, list[Binding]] = {}
         labels = labels or [f"code cell {i + 1}" for i in range(len(student_cells))]
@@ -225,7 +226,7 @@ class SubmissionAnalysis:
             for binding in top_level_bindings(module, index):
                 binding.label = labels[index]
                 self.bindings.setdefault(binding.name, []).append(binding)
-        # Names the set-up binds to modules (np -> numpy), for following attribute chains.
+        # Names the instructor's cells bind to modules (np -> numpy), for following attribute chains.
         self.setup_modules: dict[str, str] = {}
         for code in setup_cells:
             module = parse_cell(code)

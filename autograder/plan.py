@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .analysis import SubmissionAnalysis
 from .config import AssignmentConfig, Rules
-from .notebooks import TEST, SourceNotebook, cell_source
+from .notebooks import ANSWER, TEST, SourceNotebook, cell_source
 from .records import RECORDER_SOURCE
 
 
@@ -97,7 +97,10 @@ def plan_submission(config: AssignmentConfig, source: SourceNotebook, notebook: 
             main.cells.append(PlannedCell(cell_source(cell), grade_id))
 
     codes, labels = student_cells(source, notebook)
-    analysis = SubmissionAnalysis(codes, [cell.source for cell in source.setup], labels)
+    # Every instructor cell's imports name modules (keras imported for a visible check, say), so
+    # a student function that reaches them is told which rule it breaks.
+    instructor_code = [cell.source for cell in source.cells if cell.kind != ANSWER and cell.cell.get("cell_type") == "code"]
+    analysis = SubmissionAnalysis(codes, instructor_code, labels)
     rule_problems: dict[str, str | None] = {}
     groups: dict[Rules, list[tuple[str, list]]] = {}
     for test, rules in checked.items():
