@@ -10,7 +10,10 @@ For each assignment of autograder/assignments.toml:
   that exist to hit a time limit left out) graded with 1 and with 2 workers, reported as seconds
   per submission after the reference run; **overhead** = ours with 1 worker - notebook;
 * **stock nbgrader**: ``nbgrader autograde`` of the same single-notebook submissions (no
-  sandbox, no rule checks, no clean runs), seconds per graded submission.
+  sandbox, no rule checks, no clean runs), seconds per graded submission;
+* **cluster**: the same submissions through a Dask ``LocalCluster`` of 2 worker processes on
+  this machine (``--scheduler``), and a paper estimate for a class of 5 000 on 20 such workers
+  from the measured cost of one submission on one core.
 
 Times depend on what else the machine does (other load skews them by 2-3x): the table reports
 the load average before and after. Writes grading.json into a temporary folder and prints a table.
@@ -97,11 +100,32 @@ def time_stock_nbgrader(homework, submissions: Path, names: list[str], course: P
             "seconds_per_graded_submission": round(seconds / max(graded, 1), 2)}
 
 
+def time_cluster(name: str, submissions: Path, out: Path, count: int) -> dict:
+    from distributed import LocalCluster
+
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=50) as cluster:
+        start = time.perf_counter()
+        grade_class(name, submissions, out, progress=False, scheduler=cluster.scheduler_address)
+        total = time.perf_counter() - start
+    reference = float(next((out / ".reference").glob("*/complete")).read_text())
+    return {"total_seconds": round(total, 1), "submissions_per_minute": round(count / (total - reference) * 60, 1)}
+
+
+def class_estimate(seconds_one_core: float, reference_seconds: float, students: int = 5000, workers: int = 20) -> dict:
+    """On paper: the reference once, then students / workers submissions one after the other on
+    each worker (one core each), as measured on this machine."""
+    hours = (reference_seconds + students * seconds_one_core / workers) / 3600
+    return {"students": students, "workers": workers, "hours": round(hours, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assignments", nargs="*", default=None, help="default: every assignment")
     parser.add_argument("--count", type=int, default=12, help="submissions per assignment")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--skip-cluster", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grading-benchmark-"))
     results = {"cores": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()[0], "assignments": {}}
@@ -119,13 +143,23 @@ def main() -> None:
                                                   == (folder / "out-2" / "grades.csv").read_text())
         if not args.skip_nbgrader:
             row["stock_nbgrader"] = time_stock_nbgrader(homework, folder / "submissions", names, folder / "nbgrader")
+        if not args.skip_cluster:
+            row["cluster_2_workers"] = time_cluster(name, folder / "submissions", folder / "out-cluster", args.count)
+            row["cluster_identical_grades"] = ((folder / "out-1" / "grades.csv").read_text()
+                                               == (folder / "out-cluster" / "grades.csv").read_text())
+        row["estimate_5000_students_20_workers"] = class_estimate(row["workers_1"]["seconds_per_submission"],
+                                                                  row["workers_1"]["reference_seconds"])
         results["assignments"][name] = row
         print(f"{name}: notebook {row['notebook_seconds']:.1f} s; ours {row['workers_1']['seconds_per_submission']:.2f} s "
               f"per submission with 1 worker (overhead {row['overhead_seconds']:+.2f} s), "
               f"{row['workers_2']['seconds_per_submission']:.2f} s with 2"
               + (f"; stock nbgrader {row['stock_nbgrader']['seconds_per_graded_submission']:.2f} s "
                  f"({row['stock_nbgrader']['graded']} of {row['stock_nbgrader']['given']} graded)"
-                 if "stock_nbgrader" in row else ""), flush=True)
+                 if "stock_nbgrader" in row else "")
+              + (f"; Dask, 2 local workers: {row['cluster_2_workers']['submissions_per_minute']:.1f} submissions/min "
+                 f"(same grades: {row['cluster_identical_grades']})" if "cluster_2_workers" in row else "")
+              + f"; 5 000 students on 20 workers: about {row['estimate_5000_students_20_workers']['hours']:.1f} h",
+              flush=True)
     results["load_after"] = os.getloadavg()[0]
     print(f"{results['cores']} cores; load average {results['load_before']:.2f} before, {results['load_after']:.2f} after")
     (work / "grading.json").write_text(json.dumps(results, indent=2))
