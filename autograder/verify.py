@@ -43,11 +43,10 @@ class Reference:
         arrays, index = {}, {}
         for key, value in self.values.items():
             kind = "array" if isinstance(value, np.ndarray) else "list" if isinstance(value, list) else "dict"
-            labels = [label for label, _ in value_arrays(value)]
-            index[key] = {"kind": kind, "labels": labels}
-            for position, (_, array) in enumerate(value_arrays(value)):
-                arrays[f"{len(arrays)}"] = array
-                index[key].setdefault("arrays", []).append(f"{len(arrays) - 1}")
+            pairs = value_arrays(value)
+            names = [str(len(arrays) + position) for position in range(len(pairs))]
+            arrays.update(zip(names, (array for _, array in pairs)))
+            index[key] = {"kind": kind, "labels": [label for label, _ in pairs], "arrays": names}
         np.savez(folder / "reference.npz", **arrays)
         (folder / "reference.json").write_text(json.dumps(
             {"keys_by_test": self.keys_by_test, "options": self.options, "index": index}, indent=1))
