@@ -38,7 +38,7 @@ def run_on_cluster(scheduler: str, jobs: Iterable[tuple[str, dict]], execute: Ca
             # pure=False: the same plan graded twice is two runs; a unique key per submission.
             future = client.submit(execute, plan, *arguments, key=f"grade-{key}", pure=False)
             futures[future] = key
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(futures), loop=client.loop):
             key = futures[future]
             try:
                 outcome = future.result()
