@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import symtable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -94,11 +95,18 @@ class Closure:
 
 
 def parse_cell(code: str) -> ast.Module | None:
-    """A cell as IPython would run it, parsed; None when it is not valid Python."""
+    """A cell as IPython would run it, parsed; None when it is not valid Python.
+
+    Call this module from one thread only: CPython 3.11's AST constructor is not safe across
+    threads (python/cpython#106905); :mod:`autograder.grade` keeps all parsing in its main thread."""
     try:
         return ast.parse(TransformerManager().transform_cell(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+def _symbol_table(code: str) -> symtable.SymbolTable:
+    return symtable.symtable(code, "<cell>", "exec")
 
 
 def _import_bindings(node: ast.Import | ast.ImportFrom) -> list[tuple[str, str | None]]:
@@ -183,7 +191,7 @@ def top_level_bindings(module: ast.Module, cell: int) -> list[Binding]:
 def global_references(code: str) -> set[str]:
     """Module-level names that ``code`` reads, in any of its scopes (functions, lambdas,
     comprehensions and class bodies included; a function's own locals excluded)."""
-    table = symtable.symtable(code, "<cell>", "exec")
+    table = _symbol_table(code)
     names = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
     stack = list(table.get_children())
     while stack:
@@ -200,8 +208,21 @@ def global_references(code: str) -> set[str]:
 
 def assigned_names(code: str) -> set[str]:
     """Module-level names that ``code`` binds itself."""
-    table = symtable.symtable(code, "<cell>", "exec")
+    table = _symbol_table(code)
     return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+
+
+@lru_cache(maxsize=16)
+def instructor_modules(cells: tuple[str, ...]) -> dict[str, str]:
+    """Names the instructor's cells bind to modules (np -> numpy), for following attribute
+    chains; the same for every submission, so computed once."""
+    modules = {}
+    for code in cells:
+        module = parse_cell(code)
+        for binding in top_level_bindings(module, -1) if module else []:
+            if binding.kind == "import":
+                modules[binding.name] = binding.module
+    return modules
 
 
 class SubmissionAnalysis:
@@ -226,13 +247,7 @@ class SubmissionAnalysis:
             for binding in top_level_bindings(module, index):
                 binding.label = labels[index]
                 self.bindings.setdefault(binding.name, []).append(binding)
-        # Names the instructor's cells bind to modules (np -> numpy), for following attribute chains.
-        self.setup_modules: dict[str, str] = {}
-        for code in setup_cells:
-            module = parse_cell(code)
-            for binding in top_level_bindings(module, -1) if module else []:
-                if binding.kind == "import":
-                    self.setup_modules[binding.name] = binding.module
+        self.setup_modules = instructor_modules(tuple(setup_cells))
 
     def roots(self, hidden_code: str) -> list[str]:
         """Student-defined names the hidden code reads (its own ``_`` names excluded)."""

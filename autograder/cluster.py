@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 def run_on_cluster(scheduler: str, jobs: Iterable[tuple[str, dict]], execute: Callable, arguments: tuple,
                    on_result: Callable[[str, object], None], on_failure: Callable[[str, BaseException], None]) -> None:
     """Submit ``execute(plan, *arguments)`` for every ``(key, plan)`` of ``jobs`` to the cluster at
-    ``scheduler`` and hand each outcome to ``on_result(key, outcomes)`` in this thread, as it
-    arrives (or ``on_failure(key, error)``)."""
+    ``scheduler`` (as ``jobs`` yields them) and hand each outcome to ``on_result(key, outcomes)``
+    in this thread, as it arrives (or ``on_failure(key, error)``)."""
     from distributed import Client, as_completed
 
     with Client(scheduler, set_as_default=False) as client:

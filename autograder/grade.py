@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,26 +303,6 @@ def conclude_submission(run: GradingRun, prepared: Prepared, outcomes: list[RunO
     return _finish(result, _status(list(dict.fromkeys(notes))), prepared.started)
 
 
-def grade_submission(run: GradingRun, submission: Submission, cpus: tuple[int, ...] | None = None) -> dict:
-    """Grade one student on this machine; never raises for anything the submission contains."""
-    prepared = prepare_submission(run, submission)
-    if isinstance(prepared, dict):
-        return prepared
-    outcomes = execute_submission(prepared.plan.to_dict(), run.config.limits, run.sandboxed, cpus,
-                                  scratch=run.out / ".work" / submission.key)
-    return conclude_submission(run, prepared, outcomes)
-
-
-def grade_or_report(run: GradingRun, submission: Submission, cpus: tuple[int, ...] | None = None) -> dict:
-    """:func:`grade_submission`, with any failure of the grader itself turned into the student's
-    row ("ungradable: internal error"); the traceback goes to the run log for the instructor."""
-    started = time.monotonic()
-    try:
-        return grade_submission(run, submission, cpus)
-    except Exception:  # noqa: BLE001 - one submission must never stop the class
-        return _internal_error(run, submission, started)
-
-
 # --- the class -----------------------------------------------------------------------------------
 
 
@@ -464,9 +445,13 @@ def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | No
         bar.update(result["status"].startswith("ungradable"))
 
     if scheduler:
-        _grade_on_cluster(run, pending, scheduler, store)
+        from .cluster import run_on_cluster
+
+        def run_plans(jobs, on_result, on_failure):
+            run_on_cluster(scheduler, jobs, execute_submission, (config.limits, run.sandboxed), on_result, on_failure)
     else:
-        _grade_here(run, pending, workers, store)
+        run_plans = _runs_here(run, workers)
+    _grade_pending(run, pending, store, run_plans)
     ordered = [results[s.key] for s in submissions]
     for result in ordered:
         write_feedback(out / "feedback" / result["key"], config, result)
@@ -476,24 +461,32 @@ def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | No
     return ordered
 
 
-def _grade_here(run: GradingRun, pending: list[Submission], workers: int | None, store) -> None:
-    """Parallel runs on this machine, each on its own share of the cores."""
+def _runs_here(run: GradingRun, workers: int | None) -> Callable:
+    """Run plans on this machine, ``workers`` at a time, each on its own share of the cores."""
     workers = max(1, workers or os.cpu_count() or 1)
     slots: queue.Queue = queue.Queue()
     for slot in cpu_slots(workers):
         slots.put(slot)
 
-    def graded_on_a_slot(submission: Submission) -> dict:
+    def on_a_slot(key: str, plan: dict) -> list[RunOutcome]:
         cpus = slots.get()
         try:
-            return grade_or_report(run, submission, cpus)
+            return execute_submission(plan, run.config.limits, run.sandboxed, cpus, scratch=run.out / ".work" / key)
         finally:
             slots.put(cpus)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(graded_on_a_slot, submission) for submission in pending]
-        for future in as_completed(futures):
-            store(future.result())
+    def run_plans(jobs, on_result, on_failure) -> None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(on_a_slot, key, plan): key for key, plan in jobs}
+            for future in as_completed(futures):
+                try:
+                    outcomes = future.result()
+                except Exception as error:  # noqa: BLE001 - reported as that student's row
+                    on_failure(futures[future], error)
+                else:
+                    on_result(futures[future], outcomes)
+
+    return run_plans
 
 
 def _internal_error(run: GradingRun, submission: Submission, started: float) -> dict:
@@ -502,32 +495,40 @@ def _internal_error(run: GradingRun, submission: Submission, started: float) -> 
                    started)
 
 
-def _grade_on_cluster(run: GradingRun, pending: list[Submission], scheduler: str, store) -> None:
-    """The sandboxed runs on a Dask cluster (:mod:`autograder.cluster`); the rest here."""
-    from .cluster import run_on_cluster
+def _grade_pending(run: GradingRun, pending: list[Submission], store: Callable[[dict], None],
+                   run_plans: Callable) -> None:
+    """Prepare each submission, have its plan run (:func:`execute_submission`, by ``run_plans``:
+    worker threads here, or a Dask cluster), and conclude on what comes back.
 
+    Everything that parses or compiles Python (preparing, concluding) happens in this thread;
+    the workers only drive sandboxed runs. CPython 3.11's AST constructor is not safe across
+    threads (python/cpython#106905): two submissions parsed at once in worker threads failed with
+    "SystemError: AST constructor recursion depth mismatch"."""
     prepared: dict[str, Prepared] = {}
-    for submission in pending:
-        try:
-            ready = prepare_submission(run, submission)
-        except Exception:  # noqa: BLE001
-            store(_internal_error(run, submission, time.monotonic()))
-            continue
-        if isinstance(ready, dict):
-            store(ready)
-        else:
-            prepared[submission.key] = ready
+
+    def jobs():
+        for submission in pending:
+            try:
+                ready = prepare_submission(run, submission)
+            except Exception:  # noqa: BLE001 - one submission must never stop the class
+                store(_internal_error(run, submission, time.monotonic()))
+                continue
+            if isinstance(ready, dict):
+                store(ready)
+            else:
+                prepared[submission.key] = ready
+                yield submission.key, ready.plan.to_dict()
 
     def arrived(key: str, outcomes: list[RunOutcome]) -> None:
         try:
-            store(conclude_submission(run, prepared[key], outcomes))
+            result = conclude_submission(run, prepared[key], outcomes)
         except Exception:  # noqa: BLE001
-            store(_internal_error(run, prepared[key].submission, prepared[key].started))
+            result = _internal_error(run, prepared[key].submission, prepared[key].started)
+        store(result)
 
     def lost(key: str, error: BaseException) -> None:
-        log.error("the cluster could not run %s: %s: %s", key, type(error).__name__, error)
+        log.error("the runs of %s were lost: %s: %s", key, type(error).__name__, error)
         store(_finish(_empty_result(run, prepared[key].submission),
                       "ungradable: internal error (the details are in grading.log)", prepared[key].started))
 
-    run_on_cluster(scheduler, [(key, ready.plan.to_dict()) for key, ready in prepared.items()],
-                   execute_submission, (run.config.limits, run.sandboxed), arrived, lost)
+    run_plans(jobs(), arrived, lost)

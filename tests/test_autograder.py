@@ -67,14 +67,14 @@ def test_a_failure_of_the_grader_on_one_submission_is_that_students_row(monkeypa
     for student in ("ada", "grace"):
         (submissions / student).mkdir(parents=True)
         (submissions / student / bank.NOTEBOOK).write_text(json.dumps(student_notebook(bank.HOMEWORK, blank_answers(bank.HOMEWORK))))
-    real = autograder.grade.grade_submission
+    real = autograder.grade.conclude_submission
 
-    def crashes_on_ada(run, submission, cpus=None):
-        if submission.student_id == "ada":
+    def crashes_on_ada(run, prepared, outcomes):
+        if prepared.submission.student_id == "ada":
             raise RecursionError("something the grader did not expect")
-        return real(run, submission, cpus)
+        return real(run, prepared, outcomes)
 
-    monkeypatch.setattr(autograder.grade, "grade_submission", crashes_on_ada)
+    monkeypatch.setattr(autograder.grade, "conclude_submission", crashes_on_ada)
     config = dataclasses.replace(load_assignment(ASSIGNMENT), limits=bank.LIMITS)
     results = {r["student_id"]: r for r in grade_class(ASSIGNMENT, submissions, tmp_path / "out", workers=2,
                                                         progress=False, config=config)}
