@@ -5,10 +5,12 @@
 For each assignment of autograder/assignments.toml:
 
 * **notebook**: the solution notebook's own run time outside any grader, ``jupyter nbconvert
-  --to notebook --execute`` (kernel start included; the hidden tests run too, recording nothing);
+  --to notebook --execute`` (kernel start included; the hidden tests run too, recording nothing),
+  whole, and without the cells tagged ``skip-when-grading`` (what the grader runs);
 * **ours**: ``COUNT`` submissions cycled from the assignment's test bank (tests/banks/; the cases
   that exist to hit a time limit left out) graded with 1 and with 2 workers, reported as seconds
-  per submission after the reference run; **overhead** = ours with 1 worker - notebook;
+  per submission after the reference run; **overhead** = ours with 1 worker - the notebook
+  without its skipped cells;
 * **stock nbgrader**: ``nbgrader autograde`` of the same single-notebook submissions (no
   sandbox, no rule checks, no clean runs), seconds per graded submission;
 * **cluster**: the same submissions through a Dask ``LocalCluster`` of 2 worker processes on
@@ -37,6 +39,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
 from autograder.config import known_assignments, load_assignment  # noqa: E402
 from autograder.grade import grade_class  # noqa: E402
+from autograder.notebooks import SKIP_TAG  # noqa: E402
 
 SLOW_BY_DESIGN = {"cell_never_ends", "cell_ignores_interrupts", "kernel_dies", "cheat_forge_records"}
 BIN = Path(sys.executable).parent
@@ -57,11 +60,16 @@ def write_mix(bank, root: Path, count: int) -> list[str]:
     return names
 
 
-def time_notebook(solution: Path, work: Path) -> float:
+def time_notebook(solution: Path, work: Path, *, graded_cells_only: bool = False) -> float:
+    notebook = json.loads(solution.read_text())
+    if graded_cells_only:
+        notebook["cells"] = [c for c in notebook["cells"] if SKIP_TAG not in c.get("metadata", {}).get("tags", [])]
+    copy = work / ("graded-cells.ipynb" if graded_cells_only else "whole.ipynb")
+    copy.write_text(json.dumps(notebook))
     start = time.perf_counter()
     subprocess.run([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
-                    "--ExecutePreprocessor.timeout=600", str(solution), "--output-dir", str(work),
-                    "--output", "executed"], check=True, capture_output=True, env=ENVIRONMENT, cwd=work)
+                    "--ExecutePreprocessor.timeout=600", str(copy), "--output-dir", str(work),
+                    "--output", f"executed-{copy.stem}"], check=True, capture_output=True, env=ENVIRONMENT, cwd=work)
     return time.perf_counter() - start
 
 
@@ -126,6 +134,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=12, help="submissions per assignment")
     parser.add_argument("--skip-nbgrader", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--notebooks-only", action="store_true", help="time the notebooks, not the grading")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grading-benchmark-"))
     results = {"cores": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()[0], "assignments": {}}
@@ -134,11 +143,18 @@ def main() -> None:
         homework = bank.HOMEWORK
         folder = work / name
         names = write_mix(bank, folder / "submissions", args.count)
-        row = {"submissions": args.count, "notebook_seconds": round(time_notebook(homework.solution, folder), 2)}
+        if args.notebooks_only:
+            print(f"{name}: notebook {time_notebook(homework.solution, folder):.1f} s, "
+                  f"{time_notebook(homework.solution, folder, graded_cells_only=True):.1f} s without its skipped cells",
+                  flush=True)
+            continue
+        row = {"submissions": args.count,
+               "notebook_seconds": round(time_notebook(homework.solution, folder), 2),
+               "graded_cells_seconds": round(time_notebook(homework.solution, folder, graded_cells_only=True), 2)}
         for workers in (1, 2):
             row[f"workers_{workers}"] = time_ours(name, folder / "submissions", folder / f"out-{workers}", workers,
                                                   args.count)
-        row["overhead_seconds"] = round(row["workers_1"]["seconds_per_submission"] - row["notebook_seconds"], 2)
+        row["overhead_seconds"] = round(row["workers_1"]["seconds_per_submission"] - row["graded_cells_seconds"], 2)
         row["identical_grades_1_vs_2_workers"] = ((folder / "out-1" / "grades.csv").read_text()
                                                   == (folder / "out-2" / "grades.csv").read_text())
         if not args.skip_nbgrader:
@@ -150,7 +166,7 @@ def main() -> None:
         row["estimate_5000_students_20_workers"] = class_estimate(row["workers_1"]["seconds_per_submission"],
                                                                   row["workers_1"]["reference_seconds"])
         results["assignments"][name] = row
-        print(f"{name}: notebook {row['notebook_seconds']:.1f} s; ours {row['workers_1']['seconds_per_submission']:.2f} s "
+        print(f"{name}: notebook {row['notebook_seconds']:.1f} s ({row['graded_cells_seconds']:.1f} s without its skipped cells); ours {row['workers_1']['seconds_per_submission']:.2f} s "
               f"per submission with 1 worker (overhead {row['overhead_seconds']:+.2f} s), "
               f"{row['workers_2']['seconds_per_submission']:.2f} s with 2"
               + (f"; stock nbgrader {row['stock_nbgrader']['seconds_per_graded_submission']:.2f} s "
