@@ -37,7 +37,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-from autograder.config import known_assignments, load_assignment  # noqa: E402
+from autograder.config import known_assignments  # noqa: E402
 from autograder.grade import grade_class  # noqa: E402
 from autograder.notebooks import SKIP_TAG  # noqa: E402
 

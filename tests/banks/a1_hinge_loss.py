@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from autograder.config import Limits
-from banks.common import (Case, Homework, Probe, appended, blank_answers, grade_id, notebook_case, replace,
-                          solution_answers, student_notebook, with_cells)
+from banks.common import (Case, Homework, Probe, appended, blank_answers, edited, grade_id, notebook_case,
+                          partly_done, replace, solution_answers, student_notebook, with_cells)
 
 HOMEWORK = Homework("a1_hinge_loss", "hinge_loss.ipynb")
 NOTEBOOK = HOMEWORK.notebook
@@ -26,13 +26,11 @@ def blank():
 
 
 def _fix(cell: str, old: str, new: str):
-    return lambda: replace(correct(), cell, old, new)
+    return edited(HOMEWORK, (cell, old, new))
 
 
 def partial_hinge_and_naive():
-    right = correct()
-    return with_cells(blank(), multiclass_hinge_loss=right["multiclass_hinge_loss"],
-                      svm_loss_naive=right["svm_loss_naive"])
+    return partly_done(HOMEWORK, "multiclass_hinge_loss", "svm_loss_naive")
 
 
 LOOPING_VECTORIZED = '''def svm_loss_vectorized(W, X, y, reg):

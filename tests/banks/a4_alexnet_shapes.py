@@ -10,8 +10,8 @@ receptive_field 10, bad descriptions 15. A mistake fails every test cell whose h
 
 from __future__ import annotations
 
-from banks.common import (Case, Homework, Probe, blank_answers, notebook_case, replace, solution_answers,
-                          with_cells)
+from banks.common import (Case, Homework, Probe, blank_answers, edited, notebook_case, partly_done,
+                          solution_answers, with_cells)
 
 HOMEWORK = Homework("a4_alexnet_shapes", "alexnet_shapes.ipynb")
 
@@ -26,20 +26,13 @@ def blank():
 
 def _fix(*edits: tuple[str, str, str]):
     """The solution with one or more (cell, old, new) edits, applied in order."""
-    def answers():
-        changed = correct()
-        for cell, old, new in edits:
-            changed = replace(changed, cell, old, new)
-        return changed
-    return answers
+    return edited(HOMEWORK, *edits)
 
 
 def partial_first_three_parts():
     """Parts 1-3 done (conv, pool, one layer's shape and parameters), the rest left blank."""
-    right = correct()
-    return with_cells(blank(), **{cell: right[cell] for cell in
-                                  ("conv_output_shape", "pool_output_shape", "layer_output_shape",
-                                   "layer_parameters")})
+    return partly_done(HOMEWORK, "conv_output_shape", "pool_output_shape", "layer_output_shape",
+                       "layer_parameters")
 
 
 # --- the mistakes of issue 14, each an edit of the solution's answer cells --------------------------

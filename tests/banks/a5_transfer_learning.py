@@ -16,8 +16,8 @@ function that ignores its inputs and fits the public test set instead scores lik
 
 from __future__ import annotations
 
-from banks.common import (Case, Homework, Probe, blank_answers, notebook_case, replace, solution_answers,
-                          with_cells)
+from banks.common import (Case, Homework, Probe, blank_answers, edited, notebook_case, partly_done,
+                          solution_answers, with_cells)
 
 HOMEWORK = Homework("a5_transfer_learning", "transfer_learning.ipynb")
 
@@ -32,19 +32,12 @@ def blank():
 
 def _fix(*edits: tuple[str, str, str]):
     """The solution with one or more (cell, old, new) edits, applied in order."""
-    def answers():
-        changed = correct()
-        for cell, old, new in edits:
-            changed = replace(changed, cell, old, new)
-        return changed
-    return answers
+    return edited(HOMEWORK, *edits)
 
 
 def partial_first_three_parts():
     """Parts 1-3 done (the subset, the features and the SVM), Parts 4 and 5 left blank."""
-    right = correct()
-    done = ("few_shot_subset", "extract_features", "fit_feature_svm")
-    return with_cells(blank(), **{cell: right[cell] for cell in done})
+    return partly_done(HOMEWORK, "few_shot_subset", "extract_features", "fit_feature_svm")
 
 
 # --- the mistakes of issue 15, each an edit of the solution's answer cells --------------------------

@@ -88,6 +88,22 @@ def with_cells(answers: dict[str, str], **cells: str) -> dict[str, str]:
     return {**answers, **cells}
 
 
+def edited(homework: Homework, *edits: tuple[str, str, str]) -> Callable[[], dict[str, str]]:
+    """A builder of the solution's answers with (cell, old, new) edits applied in order."""
+    def answers() -> dict[str, str]:
+        changed = solution_answers(homework)
+        for cell, old, new in edits:
+            changed = replace(changed, cell, old, new)
+        return changed
+    return answers
+
+
+def partly_done(homework: Homework, *cells: str) -> dict[str, str]:
+    """The blank answers, with these cells taken from the solution."""
+    right = solution_answers(homework)
+    return with_cells(blank_answers(homework), **{cell: right[cell] for cell in cells})
+
+
 def appended(answers: dict[str, str], cell: str, code: str) -> dict[str, str]:
     """A copy of ``answers`` with ``code`` added at the end of one answer cell."""
     return with_cells(answers, **{cell: answers[cell] + "\n" + code})
