@@ -162,8 +162,10 @@ def hidden_lines(homework: Homework) -> list[str]:
 
 def solution_lines(homework: Homework) -> list[str]:
     """Substantial lines of the solution regions that appear nowhere else in the source notebook
-    (a docstring may legitimately tell the student a line such as `W -= learning_rate * dW`)."""
-    lines, public = [], ""
+    (a docstring may legitimately tell the student a line such as `W -= learning_rate * dW`), nor
+    in the book's chapters (a generic line such as `metrics=["accuracy"])` is no secret)."""
+    lines = []
+    public = "".join(path.read_text() for path in sorted((REPO_ROOT / "book").glob("*.md")))
     for cell in json.loads(homework.solution.read_text())["cells"]:
         text = cell_source(cell)
         for body in re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", text, flags=re.S):
