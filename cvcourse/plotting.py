@@ -68,8 +68,9 @@ def plot_decision_regions(
     padding : float
         Margin around the data, as a fraction of its range.
     class_names : sequence or mapping of str, optional
-        Legend labels: a sequence in the order of the sorted class labels, or a mapping
-        from label to name.
+        Legend labels: a sequence in the order of the sorted labels of ``y``, or a mapping
+        from label to name. A label the model predicts but ``y`` lacks gets a region of its
+        own colour and no legend entry.
 
     Returns
     -------
@@ -92,10 +93,14 @@ def plot_decision_regions(
     )
     predicted = np.asarray(predict(np.c_[grid_x.ravel(), grid_y.ravel()])).reshape(grid_x.shape)
 
-    # Any label values work (0..K-1, -1/+1, 3/8): colours follow the sorted class list.
-    classes = np.unique(np.concatenate([np.unique(y), np.unique(predicted)]))
+    # Any label values work (0..K-1, -1/+1, 3/8): colours and names follow the sorted labels of
+    # ``y``; a label only the model predicts comes after them, so it shifts neither the colour nor
+    # the name of a real class.
+    labelled = np.unique(y)
+    classes = np.concatenate([labelled, np.setdiff1d(np.unique(predicted), labelled)])
     colours = [CLASS_COLOURS[i % len(CLASS_COLOURS)] for i in range(len(classes))]
-    region_index = np.searchsorted(classes, predicted)
+    order = np.argsort(classes, kind="stable")
+    region_index = order[np.searchsorted(classes[order], predicted)]
     ax.contourf(
         grid_x, grid_y, region_index, levels=np.arange(-0.5, len(classes)),
         cmap=ListedColormap(colours), alpha=0.25,

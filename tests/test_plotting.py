@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 
 from cvcourse.plotting import CLASS_COLOURS, plot_decision_regions, show_images, plot_training_curves
 
@@ -23,10 +23,44 @@ def test_decision_regions_colour_the_plane_by_the_prediction():
     assert len(points) == 2  # one scatter per class
     assert sum(len(p.get_offsets()) for p in points) == 4
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["class 0", "class 1"]
-    # Left half predicted 0, right half 1: the filled regions use those classes' colours.
-    filled = ax.collections[0]
     assert to_hex(points[0].get_facecolors()[0]) == CLASS_COLOURS[0].lower()
-    assert filled.get_array() is not None
+    # Left half predicted 0, right half 1: the rendered plane shows those classes' colours there.
+    assert region_colour_at(ax, 0.2, 0.5) == pytest.approx(shaded(CLASS_COLOURS[0]), abs=0.02)
+    assert region_colour_at(ax, 0.8, 0.5) == pytest.approx(shaded(CLASS_COLOURS[1]), abs=0.02)
+
+
+def shaded(colour, alpha=0.25):
+    """What a region of ``colour`` drawn at ``alpha`` over the white axes looks like."""
+    return tuple(alpha * c + (1 - alpha) for c in to_rgb(colour))
+
+
+def region_colour_at(ax, x, y):
+    """The RGB colour the rendered figure shows at data point (x, y)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    px, py = ax.transData.transform((x, y))
+    row, column = int(round(pixels.shape[0] - py)), int(round(px))
+    return tuple(pixels[row, column, :3] / 255)
+
+
+def test_decision_regions_show_a_label_only_the_model_predicts():
+    """The model predicts -1 (absent from y) on the left: no crash, the real classes keep their
+    names and colours, and the extra label gets a region colour of its own."""
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = np.array([0, 1, 0, 1])
+
+    def predict(P):
+        return np.select([P[:, 0] < 0.3, P[:, 0] < 0.7], [-1, 0], 1)
+
+    ax = plot_decision_regions(predict, X, y, class_names=["zero", "one"], resolution=60)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zero", "one"]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [to_hex(p.get_facecolors()[0]) for p in points] == [CLASS_COLOURS[0].lower(),
+                                                               CLASS_COLOURS[1].lower()]
+    assert region_colour_at(ax, 0.5, 0.5) == pytest.approx(shaded(CLASS_COLOURS[0]), abs=0.02)
+    assert region_colour_at(ax, 0.85, 0.5) == pytest.approx(shaded(CLASS_COLOURS[1]), abs=0.02)
+    assert region_colour_at(ax, 0.15, 0.5) == pytest.approx(shaded(CLASS_COLOURS[2]), abs=0.02)
 
 
 def test_decision_regions_accept_estimators_and_reject_bad_shapes():
