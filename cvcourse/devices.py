@@ -28,6 +28,11 @@ __all__ = ["backend_name", "gpu_names", "describe_devices", "set_seed", "quiet_n
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Deterministic GPU kernels for JAX and PyTorch (see set_seed): both read these only when they
+# start, so they are set here, before Keras imports its backend. Neither affects the CPU.
+if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @contextlib.contextmanager
@@ -91,9 +96,29 @@ def describe_devices() -> str:
     return f"Keras {keras.__version__}, backend {backend_name()}: {where}"
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend, so runs are repeatable on a given machine."""
+def set_seed(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and the Keras backend, so that runs repeat exactly on a given machine.
+
+    With ``deterministic`` (the default) the backend is also told to use deterministic kernels,
+    so the same seed gives the same weights bit for bit, run after run: TensorFlow's
+    ``enable_op_determinism`` (it also serialises the few CPU ops whose threads would otherwise
+    add floating-point numbers in a varying order); PyTorch's ``use_deterministic_algorithms``;
+    JAX on the CPU is deterministic already (its GPU flag must be set before JAX starts, see
+    the module's import). Other machines, thread counts or library versions may still give
+    other numbers, which is why the book glues its numbers from the run itself.
+    """
     # keras seeds TensorFlow too whenever it is installed, even on another backend: the first
     # TensorFlow import then writes its native start-up log, which stays off the page.
     with quiet_native_stderr():
         keras.utils.set_random_seed(seed)
+        if not deterministic:
+            return
+        backend = backend_name()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+        elif backend == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True, warn_only=True)
