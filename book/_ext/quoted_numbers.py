@@ -7,8 +7,8 @@ rate, a data sheet's peak FLOP/s) are written with this role instead::
 
     AlexNet's top-5 error was {quoted}`15.3%` (Krizhevsky et al., 2012).
 
-The sentence says where the number comes from; the role renders the text unchanged (with a
-tooltip) and tells ``tests/test_prose_numbers.py`` that the number was quoted on purpose.
+The sentence says where the number comes from; the role renders the text unchanged and
+tells ``tests/test_prose_numbers.py`` that the number was quoted on purpose.
 """
 
 from __future__ import annotations

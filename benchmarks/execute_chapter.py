@@ -1,0 +1,71 @@
+"""Execute chapters one at a time, as the book build does, without building the book.
+
+    python benchmarks/execute_chapter.py book/09_improving_performance.md [...] [--out DIR]
+
+For each chapter: the execution time, every value it glues (the numbers its prose quotes), and
+the executed notebook written to ``DIR`` (default: a temporary folder) for a closer look. Fails
+(exit 1) on the first cell that raises, with its traceback, as ``raise_on_error`` does in the
+build. Run from the repository root inside the course environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jupytext
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def glued_values(notebook) -> dict[str, str]:
+    """Every ``glue(key, value)`` of an executed notebook, as the text its prose will show."""
+    values = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            key = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if key is not None:
+                data = output.get("data", {})
+                values[key] = data.get(GLUE_MIME) or data.get("text/plain", "<not text>")
+    return values
+
+
+def execute(chapter: Path, out: Path, timeout: int) -> bool:
+    notebook = jupytext.read(chapter)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(chapter.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+        ok = True
+    except CellExecutionError as error:
+        print(error, file=sys.stderr)
+        ok = False
+    seconds = time.perf_counter() - start
+    target = out / f"{chapter.stem}.ipynb"
+    jupytext.write(notebook, target)
+    print(f"{chapter}: {'executed' if ok else 'FAILED'} in {seconds:.1f} s -> {target}")
+    for key, value in glued_values(notebook).items():
+        print(f"  glue {key} = {value}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (the build's)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="chapters-"))
+    out.mkdir(parents=True, exist_ok=True)
+    return 0 if all(execute(chapter.resolve(), out, args.timeout) for chapter in args.chapters) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
