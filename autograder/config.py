@@ -9,6 +9,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = Path(__file__).with_name("assignments.toml")
 LIMIT_KEYS = ("wall_seconds", "cell_seconds", "cpu_seconds", "memory_mb", "output_kb", "records_mb")
+# Limits with a built-in default (an assignments.toml without them still loads).
+DEFAULT_LIMITS = {"disk_mb": 1024, "max_processes": 256}
 
 
 class ConfigError(ValueError):
@@ -25,6 +27,8 @@ class Limits:
     memory_mb: int
     output_kb: int
     records_mb: int
+    disk_mb: int = 1024  # all a run writes: scratch, home, /tmp, /dev/shm (see sandbox.py)
+    max_processes: int = 256  # tasks (processes and threads) of a run at once
 
 
 @dataclass(frozen=True)
@@ -87,16 +91,34 @@ def _rules(assignment: str, where: str, spec: object) -> Rules:
     return Rules(syntax, modules)
 
 
-def known_assignments(settings_file: Path = SETTINGS_FILE) -> list[str]:
-    return sorted(key for key in tomllib.loads(settings_file.read_text()) if key != "defaults")
+def _settings(settings_file: Path | None) -> dict:
+    """assignments.toml, or a :class:`ConfigError` that says what is wrong with it."""
+    path = Path(settings_file or SETTINGS_FILE)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"the settings file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"the settings file {path} is not valid TOML: {error}") from None
 
 
-def load_assignment(name: str, settings_file: Path = SETTINGS_FILE) -> AssignmentConfig:
+def _limit(assignment: str, key: str, value: object) -> int:
+    """A limit must be a positive whole number (whichever limit it is)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"assignment {assignment!r}: {key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def known_assignments(settings_file: Path | None = None) -> list[str]:
+    return sorted(key for key in _settings(settings_file) if key != "defaults")
+
+
+def load_assignment(name: str, settings_file: Path | None = None) -> AssignmentConfig:
     """Settings of one assignment, defaults filled in.
 
     Raises :class:`ConfigError` for an assignment with no section or no source notebook.
     """
-    settings = tomllib.loads(settings_file.read_text())
+    settings = _settings(settings_file)
     known = sorted(key for key in settings if key != "defaults")
     if name not in settings or name == "defaults":
         raise ConfigError(f"unknown assignment {name!r}; known: {', '.join(known) or 'none'}")
@@ -104,7 +126,12 @@ def load_assignment(name: str, settings_file: Path = SETTINGS_FILE) -> Assignmen
     missing = [key for key in LIMIT_KEYS if key not in section]
     if missing or "notebook" not in section:
         raise ConfigError(f"assignment {name!r} lacks settings: {missing + (['notebook'] if 'notebook' not in section else [])}")
-    limits = Limits(**{key: int(section[key]) for key in LIMIT_KEYS})
+    for key, default in DEFAULT_LIMITS.items():
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"assignment {name!r}: {key} must be a positive whole number, got {value!r}")
+    limits = Limits(**{key: _limit(name, key, section[key]) for key in LIMIT_KEYS},
+                    **{key: section.get(key, default) for key, default in DEFAULT_LIMITS.items()})
     if min(limits.__dict__.values()) <= 0:
         raise ConfigError(f"assignment {name!r}: every limit must be positive, got {limits}")
     rules = {test: _rules(name, f"[{name}.rules.{test}]", spec) for test, spec in section.get("rules", {}).items()}

@@ -46,11 +46,13 @@ from jupyter_client.session import Session
 
 from .config import Limits
 from .records import MIME_TYPE, BadRecord, Record, decode_record
-from .sandbox import kernel_command
+from .sandbox import RunCgroup, kernel_command
 
 CHANNEL_PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
 STARTUP_SECONDS = 60  # kernel start under load, before any cell runs
 INTERRUPT_GRACE_SECONDS = 5
+LIMIT_CHECK_SECONDS = 0.1  # how often the run's disk, processes and memory are looked at
+UNSAFE_DISK_CHECK_SECONDS = 1.0  # --unsafe: the scratch folder is walked, so less often
 RECEIVE_HWM = 64  # messages queued per channel before ZMQ drops (bounds the grader's memory)
 
 
@@ -115,6 +117,9 @@ class SandboxedKernel:
         # The wall limit: for all of a submission's runs together when the caller gives it.
         self.deadline = deadline if deadline is not None else time.monotonic() + limits.wall_seconds
         self.process: subprocess.Popen | None = None
+        self.cgroup: RunCgroup | None = None
+        self.tmpfs_fds: list[int] = []  # the sandbox's /tmp and /dev/shm, opened from outside
+        self.next_limit_check = self.next_disk_walk = 0.0
         self.context: zmq.Context | None = None
         self.sockets: dict[str, zmq.Socket] = {}
         self.socket_dir: Path | None = None
@@ -147,13 +152,18 @@ class SandboxedKernel:
                       "signature_scheme": "hmac-sha256", "kernel_name": "python3",
                       **{f"{name}_port": port for name, port in CHANNEL_PORTS.items()}}
         (self.socket_dir / "connection.json").write_text(json.dumps(connection))
+        # The run's own cgroup, joined by the command's first process: everything the run starts
+        # is in it, and is killed with it (also what leaves the kernel's session).
+        self.cgroup = RunCgroup.create(self.limits)
         command, environment = kernel_command(self.scratch, self.socket_dir, self.limits,
-                                              sandboxed=self.sandboxed, cpus=self.cpus)
+                                              sandboxed=self.sandboxed, cpus=self.cpus, cgroup=self.cgroup)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=environment, cwd=str(self.scratch / "work"), start_new_session=True)
         self._wait_for_sockets()
+        if self.sandboxed:
+            self._open_tmpfs()
         self._connect()
         self._handshake()
 
@@ -169,6 +179,78 @@ class SandboxedKernel:
                 return
             time.sleep(0.02)
         raise KernelStartError(f"the kernel did not open its sockets within {STARTUP_SECONDS} s: {self.log_tail()}")
+
+    def _open_tmpfs(self) -> None:
+        """Open the sandbox's two tmpfs from outside, through /proc/PID/root of its first process
+        (bwrap's init, the outer bwrap's child), while no student code has run yet: the open
+        folders keep naming those file systems whatever the code does later."""
+        own = self.process.pid
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = Path(entry.path, "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{own}\n" not in status:
+                continue
+            for inside in ("tmp", "dev/shm"):
+                try:
+                    self.tmpfs_fds.append(os.open(f"{entry.path}/root/{inside}", os.O_RDONLY | os.O_DIRECTORY))
+                except OSError:
+                    pass
+            return
+
+    def _written(self) -> int | None:
+        """Bytes the run has written (None: not known now)."""
+        if self.sandboxed:
+            total = 0
+            for fd in self.tmpfs_fds:
+                info = os.statvfs(fd)
+                total += (info.f_blocks - info.f_bfree) * info.f_frsize
+            return total if self.tmpfs_fds else None
+        now = time.monotonic()  # --unsafe: only the scratch folder can be measured
+        if now < self.next_disk_walk:
+            return None
+        self.next_disk_walk = now + UNSAFE_DISK_CHECK_SECONDS
+        total = 0
+        for folder, _, files in os.walk(self.scratch):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def limit_reached(self, *, now: bool = False) -> str | None:
+        """Why the run must end, from facts outside the sandbox (its cgroup's counters, how full
+        its file systems are), or None. Looked at every LIMIT_CHECK_SECONDS unless ``now``."""
+        moment = time.monotonic()
+        if not now and moment < self.next_limit_check:
+            return None
+        self.next_limit_check = moment + LIMIT_CHECK_SECONDS
+        if self.cgroup is not None:
+            if self.cgroup.processes_refused():
+                return f"the run tried to start more than {self.limits.max_processes} processes and threads at once"
+            if self.cgroup.out_of_memory():
+                return (f"the run's processes together used more memory than allowed "
+                        f"({self.limits.memory_mb} MB, plus what it wrote)")
+        written = self._written()
+        if written is not None and written > self.limits.disk_mb * 1024 * 1024:
+            return f"the run wrote more than {self.limits.disk_mb} MB"
+        return None
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the sandbox and all it started
+            except ProcessLookupError:
+                pass
+        if self.cgroup is not None:
+            self.cgroup.close()  # also what left the kernel's session or process group
+            self.cgroup = None
+        if self.process is not None:
+            self.process.wait()
 
     def _connect(self) -> None:
         self.context = zmq.Context()
@@ -216,13 +298,10 @@ class SandboxedKernel:
             raise KernelStartError(f"the kernel did not answer within {STARTUP_SECONDS} s: {self.log_tail()}")
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)  # the sandbox and all it started
-            except ProcessLookupError:
-                pass
-        if self.process is not None:
-            self.process.wait()
+        self._kill()
+        for fd in self.tmpfs_fds:
+            os.close(fd)
+        self.tmpfs_fds = []
         for socket in self.sockets.values():
             socket.close(linger=0)
         self.sockets = {}
@@ -296,8 +375,12 @@ class SandboxedKernel:
                 self.session.send(self.sockets["control"], "interrupt_request", {})
                 interrupted, deadline = True, now + INTERRUPT_GRACE_SECONDS
                 continue
-            if self.process.poll() is not None:
-                run.status, self.stopped = "died", "the kernel died"
+            reason = self.limit_reached()
+            if reason is None and self.process.poll() is not None:
+                reason = self.limit_reached(now=True) or "the kernel died"  # a limit may have killed it
+            if reason is not None:
+                run.status, self.stopped = "died", reason
+                self._kill()
                 break
             for channel, msg in self._receive(min(0.25, deadline - now)):
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
@@ -322,6 +405,11 @@ class SandboxedKernel:
                         self._keep_output(run, kind, content)
         if interrupted and run.status in ("error", "ok"):
             run.status = "timeout"
+        if not self.stopped:  # a cell can go past a limit between two looks, then end at once
+            reason = self.limit_reached(now=True)
+            if reason is not None:
+                run.status, self.stopped = "died", reason
+                self._kill()
         run.seconds = round(time.monotonic() - started, 3)
         return run
 

@@ -37,6 +37,8 @@ grader_record("write_other_scratch", can(lambda: open(OTHER + "/ESCAPED", "w").w
 grader_record("write_usr", can(lambda: open("/usr/x", "w")))
 grader_record("write_scratch", can(lambda: open("/scratch/work/x", "w").write("ok")))
 grader_record("write_tmp", can(lambda: open("/tmp/x", "w").write("ok")))
+grader_record("write_dev", can(lambda: open("/dev/x", "w").write("ok")))
+grader_record("user_namespace", int(os.system("unshare -Ur true 2>/dev/null") == 0))
 grader_record("secret_env", int("GRADER_SECRET" in os.environ))
 grader_record("uid", os.getuid())
 grader_record("allocate_4_gb", can(lambda: bytearray(4 * 2**30)))  # over the 3 GB memory limit
@@ -79,10 +81,12 @@ def test_student_code_has_no_network_no_repository_and_only_its_scratch(tmp_path
     assert records == {
         "network": 0, "dns": 0, "read_repository": 0, "read_solutions": 0, "read_other_scratch": 0,
         "write_other_scratch": 0, "write_usr": 0, "write_scratch": 1, "write_tmp": 1,
+        "write_dev": 0, "user_namespace": 0,
         "secret_env": 0, "uid": 1000, "cvcourse": 1, "allocate_4_gb": 0,
     }
     assert server.connections == 0
-    assert (tmp_path / "scratch" / "work" / "x").read_text() == "ok"
+    # What the run writes lives in the sandbox's own memory-backed file system, not on the host.
+    assert not (tmp_path / "scratch" / "work" / "x").exists()
     assert not os.path.exists(os.path.join(REPO, "ESCAPED")) and not (other / "ESCAPED").exists()
 
 
