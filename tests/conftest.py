@@ -1,6 +1,15 @@
 """Shared fixtures: the repository root, an isolated cache for the course library, the sandbox,
 and every assignment's bank graded once per session."""
 
+# The environment as the test run was started, taken before anything imports ``cvcourse``
+# (``cvcourse.devices`` sets KERAS_BACKEND, TF_CPP_MIN_LOG_LEVEL, XLA_FLAGS... in os.environ at
+# import): every subprocess a test starts builds its environment from this snapshot
+# (``subprocess_env``), so what one import set can never leak into a later child, and a child
+# that prints native logs is seen doing so.
+import os
+
+STARTING_ENVIRONMENT = dict(os.environ)
+
 import dataclasses
 import importlib
 import socket
@@ -28,6 +37,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def subprocess_env(*, unset: tuple[str, ...] = (), **overrides: str) -> dict[str, str]:
+    """An environment for a child process: the run's starting environment (never the current
+    ``os.environ``), without the ``unset`` variables, with ``overrides`` on top."""
+    environment = {key: value for key, value in STARTING_ENVIRONMENT.items() if key not in unset}
+    environment.update(overrides)
+    return environment
 
 
 @pytest.fixture
