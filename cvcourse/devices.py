@@ -35,20 +35,42 @@ if "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # Jupyter's streams have no file descriptor
+        return False
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
-    """Send what native code writes to file descriptor 2 to /dev/null for the block's duration."""
+    """Send what native code writes to file descriptor 2 to /dev/null for the block's duration.
+
+    Python's own standard error is not silenced: while fd 2 points at /dev/null, ``sys.stderr``
+    (where warnings, tracebacks and ``print(..., file=sys.stderr)`` go) is a stream on a copy of
+    the real fd 2. In Jupyter, where ``sys.stderr`` does not write to fd 2, it is left alone.
+    """
     sys.stderr.flush()
     try:
         saved = os.dup(2)
     except OSError:  # no usable fd 2 (some embedded interpreters): nothing to silence
         yield
         return
+    python_stderr, rerouted = sys.stderr, None
     try:
+        if _writes_to_fd2(python_stderr):
+            rerouted = open(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
+                            errors="backslashreplace")
+            sys.stderr = rerouted
         with open(os.devnull, "wb") as devnull:
             os.dup2(devnull.fileno(), 2)
             yield
     finally:
+        if rerouted is not None:
+            rerouted.flush()
+            if sys.stderr is rerouted:
+                sys.stderr = python_stderr
+            rerouted.close()
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)

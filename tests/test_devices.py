@@ -6,9 +6,13 @@ import sys
 
 import numpy as np
 
+from conftest import subprocess_env
+
 
 def _run(code: str, **environment) -> subprocess.CompletedProcess:
-    env = dict(os.environ, **environment)
+    """Run ``code`` in a fresh interpreter. KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL are cleared
+    unless given, so the defaults are what is tested even where a user exports their own."""
+    env = subprocess_env(unset=("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL"), **environment)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -54,6 +58,30 @@ def test_quiet_native_stderr_silences_file_descriptor_2_only_inside_the_block():
     assert result.returncode == 0
     assert "native noise" not in result.stderr
     assert "after the block" in result.stderr and "python warning kept" in result.stderr
+
+
+def test_quiet_native_stderr_keeps_python_warnings_and_errors_inside_the_block_visible():
+    code = (
+        "import os, sys, warnings\n"
+        "from cvcourse.devices import quiet_native_stderr\n"
+        "with quiet_native_stderr():\n"
+        "    os.write(2, b'native noise\\n')\n"
+        "    warnings.warn('warning inside the block')\n"
+        "    print('python error text inside', file=sys.stderr)\n"
+        "    with quiet_native_stderr():\n"
+        "        os.write(2, b'nested native noise\\n')\n"
+        "        warnings.warn('nested warning')\n"
+        "    os.write(2, b'still native noise\\n')\n"
+        "os.write(2, b'after the block\\n')\n"
+        "print('python after', file=sys.stderr)\n"
+    )
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    for silenced in ("native noise", "nested native noise", "still native noise"):
+        assert silenced not in result.stderr
+    for kept in ("warning inside the block", "python error text inside", "nested warning",
+                 "after the block", "python after"):
+        assert kept in result.stderr
 
 
 def test_set_seed_makes_weight_initialisation_repeatable():
