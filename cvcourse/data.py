@@ -30,6 +30,7 @@ import functools
 import gzip
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +195,27 @@ _FASHION_MNIST_SIZES = {"train": 60_000, "test": 10_000}
 _CACHE_FORMAT = 1
 
 
+FASHION_MNIST_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+"""Where Keras downloads the four files from (the URL ``keras.datasets.fashion_mnist`` uses)."""
+
+_KERAS_SUBDIR = os.path.join("datasets", "fashion-mnist")
+
+
+def _keras_home() -> Path:
+    """The folder Keras caches downloads in. Keras fixes it when it is imported (``$KERAS_HOME``,
+    else ``~/.keras``, else ``/tmp/.keras`` when the home folder is not writable), so once Keras
+    is loaded its own answer is used; before, the same rule is applied to the environment."""
+    config = sys.modules.get("keras.src.backend.config")
+    if config is not None and hasattr(config, "keras_home"):
+        return Path(config.keras_home())
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"])
+    home = Path("~").expanduser()
+    return (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+
+
 def _keras_fashion_mnist_dir() -> Path:
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    return keras_home / "datasets" / "fashion-mnist"
+    return _keras_home() / _KERAS_SUBDIR
 
 
 def fashion_mnist_search_dirs() -> list[Path]:
@@ -219,11 +238,21 @@ def _find_fashion_mnist_dir() -> Path | None:
 
 
 def _download_fashion_mnist() -> Path:
-    """Fetch the files with Keras (about 30 MB) and return the folder they are in."""
-    from keras.datasets import fashion_mnist
+    """Fetch the files with Keras (about 30 MB) and return the folder they are in.
 
-    fashion_mnist.load_data()
-    return _keras_fashion_mnist_dir()
+    The folder is the one ``keras.utils.get_file`` reports, not one computed here: Keras picks
+    its cache folder when it is imported, and falls back to ``/tmp/.keras`` when that one is
+    not writable.
+    """
+    from keras.utils import get_file
+
+    folders = {
+        Path(get_file(name, origin=FASHION_MNIST_ORIGIN + name, cache_subdir=_KERAS_SUBDIR)).parent
+        for name in FASHION_MNIST_FILES.values()
+    }
+    if len(folders) != 1:
+        raise DataUnavailableError(f"Keras put the Fashion-MNIST files in several folders: {sorted(folders)}")
+    return folders.pop()
 
 
 def _fashion_mnist_missing_message(searched: list[Path], cause: BaseException | None) -> str:
