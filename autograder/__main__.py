@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .ingest import IngestError
     from .sandbox import SandboxUnavailable
+    from .storage import OutputDiskFull, is_disk_full
+
+    if args.command == "grade" and args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be 1 or more, got {args.workers}", file=sys.stderr)
+        return 2
 
     try:
         if args.command == "list":
@@ -93,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, IngestError, SandboxUnavailable, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        print(f"error: {error if isinstance(error, OutputDiskFull) else OutputDiskFull(args.out)}", file=sys.stderr)
+        return 1
     ungradable = sum(r["status"].startswith("ungradable") for r in results)
     print(f"{len(results)} submissions graded ({ungradable} ungradable): {args.out / 'grades.csv'}, "
           f"{args.out / 'report.html'}")

@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 
 from .config import AssignmentConfig
+from .storage import atomic_write
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
@@ -49,5 +50,11 @@ in your notebook; hidden tests check your functions on other inputs and are not 
 def write_feedback(folder: Path, config: AssignmentConfig, result: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{Path(config.notebook).stem}.html"
-    path.write_text(render_feedback(config, result))
+    page = render_feedback(config, result)
+    try:
+        if path.read_text(encoding="utf-8") == page:  # a resumed run: nothing to rewrite
+            return path
+    except (OSError, ValueError):
+        pass
+    atomic_write(path, page)
     return path

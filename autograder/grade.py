@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import assemble as assembling
-from .config import AssignmentConfig, Limits, load_assignment
+from .config import AssignmentConfig, ConfigError, Limits, load_assignment
 from .evaluators import Context, evaluate
 from .feedback import write_feedback
 from .gradebook import GradebookWriter
@@ -37,6 +38,8 @@ from .notebooks import SourceNotebook, read_source_notebook
 from .plan import SubmissionPlan, plan_submission
 from .report import write_report
 from .sandbox import SandboxUnavailable, bubblewrap_problem
+from .storage import (OutputDiskFull, OutputLock, atomic_write, crash_here, is_disk_full, remove_stale_socket_folders,
+                      remove_temporaries)
 from .verify import Reference, check_record, feedback_message
 
 PACKAGE_DIR = Path(__file__).parent
@@ -136,13 +139,13 @@ def prepare_reference(run: GradingRun) -> None:
     if (folder / "complete").is_file():
         run.reference = Reference.load(folder)
         return
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # an unfinished reference of a killed run
     folder.mkdir(parents=True)
     solution = json.loads(run.config.source_path.read_text())
     started = time.monotonic()
     plan = plan_submission(run.config, run.source, assembling.assemble(run.source, solution).notebook)
     outcomes = execute_submission(plan.to_dict(), run.config.limits, run.sandboxed, scratch=folder / "run")
-    (folder / "executed.ipynb").write_text(json.dumps(_executed_notebook(plan, outcomes[0])))
+    atomic_write(folder / "executed.ipynb", json.dumps(_executed_notebook(plan, outcomes[0])))
     failure = _solution_failure(run, plan, outcomes)
     if failure:
         raise RuntimeError(failure)
@@ -172,7 +175,11 @@ def prepare_reference(run: GradingRun) -> None:
                 if problem:
                     raise RuntimeError(f"the solution fails its own evaluator on {key!r}: {problem}")
     reference.save(folder)
-    (folder / "complete").write_text(f"{time.monotonic() - started:.1f}\n")
+    for name in ("reference.json", "reference.npz"):  # on disk before the marker that says so
+        with open(folder / name, "rb") as stream:
+            os.fsync(stream.fileno())
+    crash_here("reference")
+    atomic_write(folder / "complete", f"{time.monotonic() - started:.1f}\n")
     run.reference = reference
 
 
@@ -299,7 +306,7 @@ def conclude_submission(run: GradingRun, prepared: Prepared, outcomes: list[RunO
                                            plan.rule_problems.get(test.grade_id), checked)
         row.update(passed=passed, points=test.points if passed else 0.0, message=message, reason=reason)
     (run.out / "executed").mkdir(exist_ok=True)
-    (run.out / "executed" / f"{submission.key}.ipynb").write_text(json.dumps(_executed_notebook(plan, outcomes[0])))
+    atomic_write(run.out / "executed" / f"{submission.key}.ipynb", json.dumps(_executed_notebook(plan, outcomes[0])))
     return _finish(result, _status(list(dict.fromkeys(notes))), prepared.started)
 
 
@@ -307,9 +314,7 @@ def conclude_submission(run: GradingRun, prepared: Prepared, outcomes: list[RunO
 
 
 def _write_json(path: Path, data: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temporary, path)  # atomic: a killed run never leaves half a result
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))  # a killed run never leaves half a result
 
 
 def _current_result(path: Path, submission: Submission, reference_id: str) -> dict | None:
@@ -355,16 +360,15 @@ class Progress:
 
 def write_grades_csv(path: Path, source: SourceNotebook, results: list[dict]) -> None:
     test_ids = [t.grade_id for t in source.tests]
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status", *test_ids])
-        for result in sorted(results, key=lambda r: r["student_id"]):
-            points = {t["grade_id"]: t["points"] for t in result["tests"]}
-            writer.writerow([result["student_id"], result["assignment"], _number(result["score"]),
-                             _number(result["max_score"]), result["status"],
-                             *[_number(points[t]) for t in test_ids]])
-    os.replace(temporary, path)
+    stream = io.StringIO(newline="")
+    writer = csv.writer(stream)
+    writer.writerow(["student_id", "assignment", "score", "max_score", "status", *test_ids])
+    for result in sorted(results, key=lambda r: r["student_id"]):
+        points = {t["grade_id"]: t["points"] for t in result["tests"]}
+        writer.writerow([result["student_id"], result["assignment"], _number(result["score"]),
+                         _number(result["max_score"]), result["status"],
+                         *[_number(points[t]) for t in test_ids]])
+    atomic_write(path, stream.getvalue(), crash_point="grades.csv")
 
 
 def _number(value: float) -> str:
@@ -381,8 +385,16 @@ def cpu_slots(workers: int) -> list[tuple[int, ...]]:
     return [tuple(cpus[i * per:(i + 1) * per]) for i in range(workers)]
 
 
+class _LogFile(logging.FileHandler):
+    """grading.log; a log line that cannot be written (a full disk) is dropped, not printed
+    with a traceback: the run itself says what went wrong."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+
 def _log_to(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFile(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -404,22 +416,65 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, workers: int |
             raise SandboxUnavailable(
                 f"{problem}\nStudent code must run in a sandbox. To grade without one (only on a "
                 "machine you can afford to lose to a malicious submission), add --unsafe.")
+    source = read_source(config)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for folder in ("results", "feedback", ".work"):
-        (out / folder).mkdir(exist_ok=True)
-    handler = _log_to(out / "grading.log")
     try:
-        run = GradingRun(config, read_source_notebook(config.source_path), out, sandboxed=not unsafe)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(out)
+        lock.acquire()  # one grader per output folder; released when this process ends, however
+    except OSError as error:
+        if is_disk_full(error):
+            raise OutputDiskFull(out) from error
+        raise
+    handler = None
+    try:
+        _clean_stale_scratch(out)
+        for folder in ("results", "feedback", ".work"):
+            (out / folder).mkdir(exist_ok=True)
+        handler = _log_to(out / "grading.log")
+        run = GradingRun(config, source, out, sandboxed=not unsafe)
         prepare_reference(run)
         found = ingest(submissions, config.notebook, out / ".work", assignment=config.name)
         log.info("%s: %s", config.name, found.summary())
         if progress:
             print(f"submissions: {found.summary()}", file=sys.stderr)
-        return _grade_all(run, found.submissions, workers, progress, scheduler)
+        results = _grade_all(run, found.submissions, workers, progress, scheduler)
+        remove_stale_socket_folders()
+        return results
+    except Exception as error:
+        if is_disk_full(error) and not isinstance(error, OutputDiskFull):
+            raise OutputDiskFull(out) from error
+        raise
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+        lock.release()
+
+
+def read_source(config: AssignmentConfig) -> SourceNotebook:
+    """The assignment's source notebook, or a :class:`ConfigError` that says what is wrong with it."""
+    path = config.source_path
+    try:
+        return read_source_notebook(path)
+    except FileNotFoundError:
+        raise ConfigError(f"assignment {config.name!r}: source notebook {path} does not exist") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"assignment {config.name!r}: source notebook {path} is not valid JSON "
+                          f"(line {error.lineno}, column {error.colno}: {error.msg})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(f"assignment {config.name!r}: source notebook {path} is damaged "
+                          f"({type(error).__name__}: {str(error)[:200]})") from None
+
+
+def _clean_stale_scratch(out: Path) -> None:
+    """What a killed run left behind: its scratch folders (submissions being run, the unpacked
+    input), half-written files, and kernel socket folders no process uses any more."""
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    for folder in (out / ".reference").glob("*/run"):
+        shutil.rmtree(folder, ignore_errors=True)
+    remove_temporaries(out)
+    remove_stale_socket_folders()
 
 
 def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | None, progress: bool,
@@ -439,8 +494,13 @@ def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | No
         bar.update(result["status"].startswith("ungradable"), fresh=False)
 
     def store(result: dict) -> None:  # this thread only: the single writer
-        _write_json(out / "results" / f"{result['key']}.json", result)
+        if _disk_full(out):  # the run may have failed for that: not the student's fault, so not kept
+            raise OutputDiskFull(out, f"while grading {result['student_id']}")
+        # The gradebook first, the result last: a result on disk is one the gradebook holds
+        # (recording again, after a kill in between, writes the same values).
         gradebook.record(result["student_id"], {t["grade_id"]: t["points"] for t in result["tests"]})
+        _write_json(out / "results" / f"{result['key']}.json", result)
+        crash_here("result")
         results[result["key"]] = result
         bar.update(result["status"].startswith("ungradable"))
 
@@ -455,6 +515,7 @@ def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | No
     ordered = [results[s.key] for s in submissions]
     for result in ordered:
         write_feedback(out / "feedback" / result["key"], config, result)
+        crash_here("feedback")
     write_grades_csv(out / "grades.csv", run.source, ordered)
     write_report(out / "report.html", config, run.source, ordered)
     shutil.rmtree(out / ".work", ignore_errors=True)
@@ -477,19 +538,33 @@ def _runs_here(run: GradingRun, workers: int | None) -> Callable:
 
     def run_plans(jobs, on_result, on_failure) -> None:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(on_a_slot, key, plan): key for key, plan in jobs}
-            for future in as_completed(futures):
-                try:
-                    outcomes = future.result()
-                except Exception as error:  # noqa: BLE001 - reported as that student's row
-                    on_failure(futures[future], error)
-                else:
-                    on_result(futures[future], outcomes)
+            try:
+                futures = {pool.submit(on_a_slot, key, plan): key for key, plan in jobs}
+                for future in as_completed(futures):
+                    try:
+                        outcomes = future.result()
+                    except Exception as error:  # noqa: BLE001 - reported as that student's row
+                        on_failure(futures[future], error)
+                    else:
+                        on_result(futures[future], outcomes)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # a stopped run starts nothing more
+                raise
 
     return run_plans
 
 
+def _disk_full(out: Path, reserve: int = 256 * 1024) -> bool:
+    """Whether the output disk is (nearly) full: a run that failed then failed for that."""
+    try:
+        return shutil.disk_usage(out).free < reserve
+    except OSError:
+        return False
+
+
 def _internal_error(run: GradingRun, submission: Submission, started: float) -> dict:
+    if is_disk_full(sys.exc_info()[1]):
+        raise OutputDiskFull(run.out, f"while grading {submission.student_id}")
     log.error("internal error while grading %s:\n%s", submission.key, traceback.format_exc())
     return _finish(_empty_result(run, submission), "ungradable: internal error (the details are in grading.log)",
                    started)
@@ -527,6 +602,8 @@ def _grade_pending(run: GradingRun, pending: list[Submission], store: Callable[[
         store(result)
 
     def lost(key: str, error: BaseException) -> None:
+        if is_disk_full(error):
+            raise OutputDiskFull(run.out, f"while grading {prepared[key].submission.student_id}") from error
         log.error("the runs of %s were lost: %s: %s", key, type(error).__name__, error)
         store(_finish(_empty_result(run, prepared[key].submission),
                       "ungradable: internal error (the details are in grading.log)", prepared[key].started))

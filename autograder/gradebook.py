@@ -21,6 +21,7 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 from .notebooks import ANSWER, TEST, SourceNotebook
+from .storage import crash_here
 
 
 class GradebookWriter:
@@ -46,7 +47,8 @@ class GradebookWriter:
                         source=cell.source)
 
     def record(self, student_id: str, points_by_test: dict[str, float]) -> None:
-        """Store one student's automatic scores (replacing an earlier grading of the same)."""
+        """Store one student's automatic scores (replacing an earlier grading of the same).
+        Idempotent: recording the same scores again leaves the same gradebook."""
         with Gradebook(self.url) as gradebook:
             gradebook.update_or_create_student(student_id)
             try:
@@ -59,7 +61,8 @@ class GradebookWriter:
             for grade_id, points in points_by_test.items():
                 grade = gradebook.find_grade(grade_id, self.notebook, self.assignment, student_id)
                 grade.auto_score = points
-            gradebook.db.commit()
+            crash_here("gradebook")  # tests only: a kill inside the transaction
+            gradebook.db.commit()  # one SQLite transaction: a killed run leaves all of it or none
 
     def score(self, student_id: str) -> float:
         with Gradebook(self.url) as gradebook:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import AssignmentConfig
 from .feedback import STYLE
 from .notebooks import SourceNotebook
+from .storage import atomic_write
 
 SLOWEST_SHOWN = 5
 
@@ -90,4 +91,4 @@ Mean score {mean:.1f} / {source.max_score:g}.</p>
 
 
 def write_report(path: Path, config: AssignmentConfig, source: SourceNotebook, results: list[dict]) -> None:
-    path.write_text(render_report(config, source, results), encoding="utf-8")
+    atomic_write(path, render_report(config, source, results))
