@@ -3,7 +3,10 @@
 ``ingest(SUBMISSIONS, "hinge_loss.ipynb", scratch)`` accepts a folder or a ``.zip`` and
 recognises its layout by content (:data:`LAYOUTS`):
 
-``folders``            one folder per student id (possibly wrapped in one top folder)
+``folders``            one folder per student id (possibly wrapped in one top folder: the top of
+                       a zip, or a folder leading to several student folders; the only folder
+                       of a one-student class is the student, even with the notebook in a
+                       sub-folder); a student id may start with a dot
 ``canvas``             Canvas "Download Submissions": flat files
                        ``name[_LATE]_USERID_SUBMISSIONID_original-name``; Canvas appends
                        ``-1``, ``-2`` ... to a re-uploaded file's name (before the first dot)
@@ -260,8 +263,16 @@ def _name_problem(parts: list[str]) -> str | None:
     return None
 
 
-def _is_junk(parts: tuple[str, ...]) -> bool:
-    return any(part in JUNK or part.startswith(".") for part in parts)
+def _is_junk(parts: tuple[str, ...], *, directory: bool = False) -> bool:
+    """Entries that are nobody's submission: the JUNK names anywhere, hidden files, and, inside a
+    hidden folder, everything but notebooks. A hidden folder is not dropped for its name alone
+    (a student id may start with a dot: ``.alice``): it exists in the tree when a notebook is in it.
+    """
+    if any(part in JUNK for part in parts):
+        return True
+    if not any(part.startswith(".") for part in parts):
+        return False
+    return directory or parts[-1].startswith(".") or not parts[-1].lower().endswith(".ipynb")
 
 
 # --- zips ----------------------------------------------------------------------------------------
@@ -337,7 +348,7 @@ class _ZipTree(_Tree):
                 if rule in ("symbolic link", "device or special file") and not _is_junk(tuple(parts)):
                     self.add_dir(tuple(parts[:-1]))  # its student still gets a row that says why
                 continue
-            if _is_junk(tuple(parts)):
+            if _is_junk(tuple(parts), directory=info.is_dir()):
                 continue
             if info.is_dir():
                 self.add_dir(tuple(parts))
@@ -383,9 +394,12 @@ class _FolderTree(_Tree):
             kept = []
             for name in sorted(dirnames):
                 parts = parts_here + (_decoded(name),)
-                if not _is_junk(parts) and self._checked(Path(folder) / name, parts, directory=True):
+                if any(part in JUNK for part in parts):
+                    continue
+                if self._checked(Path(folder) / name, parts, directory=True):
                     kept.append(name)
-                    self.add_dir(parts)
+                    if not _is_junk(parts, directory=True):
+                        self.add_dir(parts)
             dirnames[:] = kept  # os.walk descends only into these
             for name in sorted(filenames):
                 parts = parts_here + (_decoded(name),)
@@ -500,6 +514,18 @@ def _notebook_below(tree: _Tree, base: tuple[str, ...]) -> bool:
                for parts in tree.files)
 
 
+def _leads_to_a_class(tree: _Tree, folder: tuple[str, ...]) -> bool:
+    """Whether ``folder``, through single sub-folders holding no notebook, reaches several folders."""
+    for _ in range(8):
+        dirs, files = tree.children(folder)
+        if len(dirs) >= 2:
+            return True
+        if len(dirs) != 1 or any(f.lower().endswith(".ipynb") for f in files):
+            return False
+        folder = folder + (dirs[0],)
+    return False
+
+
 def _detect_layout(tree: _Tree) -> tuple[str, tuple[str, ...]]:
     """(layout, the folder in the tree where its students are); IngestError when none fits."""
     for base in _wrappers(tree):
@@ -514,16 +540,21 @@ def _detect_layout(tree: _Tree) -> tuple[str, tuple[str, ...]]:
         dirs, _ = tree.children(base)
         if canvas and len(canvas) > len(dirs):
             return "canvas", base
-    # One folder per student: descend through wrappers that hold no notebook of their own, as a
-    # zip of "class/" does, but not into the only student of a one-student class.
+    # One folder per student. A single folder on top is a wrapper, not a student, when it leads
+    # (through more single folders) to a class of several student folders, or when it is the top
+    # of a zip (the zip of a submissions folder). Otherwise it is the only student of a one-student
+    # class, whose notebook may sit in a sub-folder of their own (alice/hw/hinge_loss.ipynb is
+    # alice's), as DESIGN.md's contract says: SUBMISSIONS' sub-folders are the student ids.
     base: tuple[str, ...] = ()
     while True:
         dirs, files = tree.children(base)
-        if len(dirs) == 1 and not any(f.lower().endswith(".ipynb") for f in files) \
-                and tree.children(base + (dirs[0],))[0] \
-                and not any(f.lower().endswith(".ipynb") for f in tree.children(base + (dirs[0],))[1]):
-            base = base + (dirs[0],)
-            continue
+        if len(dirs) == 1 and not any(f.lower().endswith(".ipynb") for f in files):
+            inner = base + (dirs[0],)
+            inner_dirs, inner_files = tree.children(inner)
+            if inner_dirs and not any(f.lower().endswith(".ipynb") for f in inner_files) \
+                    and (_leads_to_a_class(tree, inner) or (isinstance(tree, _ZipTree) and not base)):
+                base = inner
+                continue
         break
     if tree.children(base)[0] and _notebook_below(tree, base):
         return "folders", base

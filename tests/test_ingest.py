@@ -86,8 +86,38 @@ def test_folders_zip_wrapped_in_one_top_folder(tmp_path):
 def test_a_one_student_class_is_not_taken_for_a_wrapper(tmp_path):
     root = write_files(tmp_path / "subs", {f"alice/{NOTEBOOK}": notebook("alice")})
     assert [s.student_id for s in run_ingest(tmp_path, root)] == ["alice"]
-    wrapped = write_files(tmp_path / "subs2", {f"class/alice/{NOTEBOOK}": notebook("alice")})
-    assert [s.student_id for s in run_ingest(tmp_path, wrapped)] == ["alice"]
+    # Her notebook in a sub-folder of her own: still alice (SUBMISSIONS' sub-folders are the
+    # student ids), never a student called "hw".
+    nested = write_files(tmp_path / "subs2", {f"alice/hw/{NOTEBOOK}": notebook("alice")})
+    [row] = run_ingest(tmp_path, nested).submissions
+    assert (row.student_id, row.raw, row.source) == ("alice", notebook("alice"), f"alice/hw/{NOTEBOOK}")
+    # A zip of the submissions folder: its one top folder wraps the class, even a class of one.
+    wrapped = write_zip(tmp_path / "class.zip", {f"class/alice/{NOTEBOOK}": notebook("alice")})
+    found = run_ingest(tmp_path, wrapped)
+    assert [s.student_id for s in found] == ["alice"] and found.root == "class"
+    # Wrappers in a folder are recognised by the class they lead to, through several levels.
+    deep = write_files(tmp_path / "subs3", {f"course/2024/{s}/hw/{NOTEBOOK}": notebook(s) for s in ("alice", "bob")})
+    found = run_ingest(tmp_path, deep)
+    assert [s.student_id for s in found] == ["alice", "bob"] and found.root == "course/2024"
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_a_student_id_starting_with_a_dot_gets_a_row_and_hidden_clutter_none(tmp_path, as_zip):
+    files = {
+        f".alice/{NOTEBOOK}": notebook(".alice"),
+        f"bob/{NOTEBOOK}": notebook("bob"),
+        "bob/._hinge_loss.ipynb": b"AppleDouble resource fork",  # macOS clutter, a hidden file
+        "bob/.config/settings.json": b"{}",
+        ".Trash-1000/files/readme.txt": b"x",
+        ".DS_Store": b"x",
+    }
+    source = write_zip(tmp_path / "class.zip", files) if as_zip else write_files(tmp_path / "subs", files)
+    found = run_ingest(tmp_path, source)
+    rows = by_id(found)
+    assert sorted(rows) == [".alice", "bob"]
+    assert rows[".alice"].raw == notebook(".alice") and rows[".alice"].problem is None
+    assert KEY.fullmatch(rows[".alice"].key) and not rows[".alice"].key.startswith(".")
+    assert rows["bob"].raw == notebook("bob") and rows["bob"].notes == []
 
 
 def test_todays_rules_for_zero_one_or_several_notebooks(tmp_path):
@@ -484,3 +514,102 @@ def test_member_names_flagged_utf8_that_are_not_are_a_clear_error(tmp_path):
     rename_member(archive, "é".encode(), b"\xff\xfe")
     with pytest.raises(IngestError, match="encoding"):
         run_ingest(tmp_path, archive)
+
+
+# --- malicious zips, one table -------------------------------------------------------------------
+
+def _bob_and(*members):
+    """A zip builder: bob's honest notebook plus the given (ZipInfo or name, data) members."""
+    def build(path: Path) -> Path:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr(f"bob/{NOTEBOOK}", notebook("bob"))
+            for info, data in members:
+                bundle.writestr(info, data)
+        return path
+    return build
+
+
+def _lying_header(path: Path) -> Path:
+    _bob_and((f"alice/{NOTEBOOK}", notebook("alice").ljust(2 * 2**20)))(path)
+    patch_declared_size(path, f"alice/{NOTEBOOK}", 1000)
+    return path
+
+
+def _huge_declared(path: Path) -> Path:
+    _bob_and((f"alice/{NOTEBOOK}", notebook("alice")))(path)
+    patch_declared_size(path, f"alice/{NOTEBOOK}", 0xF0000000)
+    return path
+
+
+def _encrypted(path: Path) -> Path:
+    _bob_and((f"alice/{NOTEBOOK}", notebook("alice")))(path)
+    data = bytearray(path.read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central headers
+        start = data.find(signature)
+        while start != -1:
+            name_offset = 30 if signature == b"PK\x03\x04" else 46
+            if data[start + name_offset:].startswith(f"alice/{NOTEBOOK}".encode()):
+                data[start + flag_offset] |= 0x1
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated(path: Path) -> Path:
+    _bob_and((f"alice/{NOTEBOOK}", notebook("alice")))(path)
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+def _not_a_zip(path: Path) -> Path:
+    path.write_bytes(b"%PDF-1.4 this is a PDF renamed to .zip\n" * 10)
+    return path
+
+
+# (case, builder, limits patched, expected): expected is ("error", pattern) for a zip refused as a
+# whole, or ("row", alice's problem pattern or None, refused rules) where bob is graded as usual.
+MALICIOUS_ZIPS = [
+    ("path traversal", _bob_and(("../escaped.ipynb", notebook("x")), (f"alice/../../{NOTEBOOK}", notebook("x"))),
+     {}, ("row", None, ["path traversal", "path traversal"])),
+    ("backslash traversal", _bob_and((f"..\\..\\{NOTEBOOK}", notebook("x"))), {}, ("row", None, ["path traversal"])),
+    ("absolute path", _bob_and((f"/tmp/planted/{NOTEBOOK}", notebook("x")), (f"C:\\x\\{NOTEBOOK}", notebook("x"))),
+     {}, ("row", None, ["absolute path", "absolute path"])),
+    ("symbolic link", _bob_and((member(f"alice/{NOTEBOOK}", stat.S_IFLNK | 0o777), "/etc/passwd")),
+     {}, ("row", "no notebook", ["symbolic link"])),
+    ("fifo", _bob_and((member(f"alice/{NOTEBOOK}", stat.S_IFIFO | 0o644), b"")),
+     {}, ("row", "no notebook", ["device or special file"])),
+    ("control characters", _bob_and((f"alice/hinge\x1b[2Jloss.ipynb", notebook("x"))),
+     {}, ("row", None, ["odd name (control characters)"])),
+    ("header lies about size", _lying_header, {}, ("row", "damaged in the zip", [])),
+    ("notebook too large", _bob_and((f"alice/{NOTEBOOK}", notebook("alice").ljust(5000))),
+     {"MAX_NOTEBOOK_BYTES": 1000}, ("row", "larger than", [])),
+    ("encrypted member", _encrypted, {}, ("row", r": it is encrypted in the zip$", [])),
+    ("declared size", _huge_declared, {}, ("error", r"declared size")),
+    ("zip bomb", _bob_and(("alice/zeros.bin", bytes(8 * 2**20))), {"MAX_ZIP_BYTES": 4 * 2**20},
+     ("error", r"declared size")),
+    ("too many members", _bob_and(*[(f"s{i}/{NOTEBOOK}", b"{}") for i in range(6)]), {"MAX_ZIP_MEMBERS": 5},
+     ("error", r"7 members.*too many members")),
+    ("not a zip", _not_a_zip, {}, ("error", r"not a valid zip")),
+    ("truncated zip", _truncated, {}, ("error", r"not a valid zip|cannot be read")),
+]
+
+
+@pytest.mark.parametrize("case, build, limits, expected", MALICIOUS_ZIPS, ids=[c[0] for c in MALICIOUS_ZIPS])
+def test_malicious_zips_table(tmp_path, monkeypatch, case, build, limits, expected):
+    for name, value in limits.items():
+        monkeypatch.setattr(ingest_module, name, value)
+    archive = build(tmp_path / "class.zip")
+    if expected[0] == "error":
+        with pytest.raises(IngestError, match=expected[1]):
+            run_ingest(tmp_path, archive)
+        return
+    _, problem, rules = expected
+    found = run_ingest(tmp_path, archive)
+    rows = by_id(found)
+    assert rows["bob"].raw == notebook("bob") and rows["bob"].problem is None, "one bad entry cost another student"
+    assert sorted(entry.rsplit(": ", 1)[1] for entry in found.refused) == sorted(rules)
+    if problem is None:
+        assert "alice" not in rows or rows["alice"].raw is None
+    else:
+        assert rows["alice"].raw is None and re.search(problem, rows["alice"].problem)
+    assert not (tmp_path / "escaped.ipynb").exists() and not Path("/tmp/planted").exists()
