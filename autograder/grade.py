@@ -32,7 +32,7 @@ from .config import AssignmentConfig, ConfigError, Limits, load_assignment
 from .evaluators import Context, evaluate
 from .feedback import write_feedback
 from .gradebook import GradebookWriter
-from .ingest import Submission, ingest
+from .ingest import IngestError, Submission, ingest
 from .kernel import CellRun, RunOutcome, execute_plan
 from .notebooks import SourceNotebook, read_source_notebook
 from .plan import SubmissionPlan, plan_submission
@@ -417,6 +417,8 @@ def grade_class(assignment: str, submissions: Path, out: Path, *, workers: int |
                 f"{problem}\nStudent code must run in a sandbox. To grade without one (only on a "
                 "machine you can afford to lose to a malicious submission), add --unsafe.")
     source = read_source(config)
+    if not Path(submissions).exists():  # before the reference run: a typo costs no minutes
+        raise IngestError(f"{submissions} does not exist")
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
