@@ -126,12 +126,8 @@ def load_assignment(name: str, settings_file: Path | None = None) -> AssignmentC
     missing = [key for key in LIMIT_KEYS if key not in section]
     if missing or "notebook" not in section:
         raise ConfigError(f"assignment {name!r} lacks settings: {missing + (['notebook'] if 'notebook' not in section else [])}")
-    for key, default in DEFAULT_LIMITS.items():
-        value = section.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"assignment {name!r}: {key} must be a positive whole number, got {value!r}")
     limits = Limits(**{key: _limit(name, key, section[key]) for key in LIMIT_KEYS},
-                    **{key: section.get(key, default) for key, default in DEFAULT_LIMITS.items()})
+                    **{key: _limit(name, key, section.get(key, default)) for key, default in DEFAULT_LIMITS.items()})
     if min(limits.__dict__.values()) <= 0:
         raise ConfigError(f"assignment {name!r}: every limit must be positive, got {limits}")
     rules = {test: _rules(name, f"[{name}.rules.{test}]", spec) for test, spec in section.get("rules", {}).items()}

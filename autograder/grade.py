@@ -122,7 +122,8 @@ def _solution_failure(run: GradingRun, plan: SubmissionPlan, outcomes: list[RunO
                 where = f"the hidden tests of {planned.test!r}"
             what = (f"{cell.error_name}: {cell.error_value}" if cell.status == "error" else
                     {"timeout": f"it ran longer than {run.config.limits.cell_seconds} s",
-                     "died": "the kernel died", "not run": outcome.stopped or "it did not run"}[cell.status])
+                     "died": outcome.stopped or "the kernel died",  # a limit of the run says which
+                     "not run": outcome.stopped or "it did not run"}[cell.status])
             hint = ENVIRONMENT_HINTS.get(cell.error_name or ("KeyboardInterrupt" if cell.status == "timeout" else ""),
                                          "run the solution notebook with `jupyter nbconvert --execute` to see the "
                                          "whole traceback")
