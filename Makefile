@@ -24,6 +24,8 @@ help:
 	@echo "make gpu-check       backend, devices, and the course CNN's training speed on each (GPU/CPU ratio)"
 	@echo "make source-network  retrain the transfer-learning source network into source_network/"
 	@echo "make benchmark-book  time a cold and a cached book build, per chapter"
+	@echo "make benchmark-grading       our grader against stock nbgrader, per assignment"
+	@echo "make benchmark-grading-load  a class of LOAD=500 submissions: time, memory, disk"
 	@echo "make clean           remove the build output and the environment"
 
 env: $(STAMP)
@@ -76,8 +78,15 @@ gpu-check: env data
 source-network: env data
 	$(RUN) $(BIN)/python -m cvcourse.train_source_network --out source_network
 
+# Speed against stock nbgrader on the same submissions; GRADING_ARGS="--assignments a1_hinge_loss --count 20" narrows it.
 benchmark-grading: env data
-	$(RUN) $(BIN)/python benchmarks/grading.py
+	$(RUN) $(BIN)/python benchmarks/grading.py $(GRADING_ARGS)
+
+# A class of LOAD submissions of Homework 1 through one grader (2 workers): time per submission
+# at the start and the end, peak memory, disk. About 30 min for 500 on 2 cores.
+LOAD ?= 500
+benchmark-grading-load: env data
+	$(RUN) $(BIN)/python benchmarks/grading.py --load $(LOAD) --workers 2
 
 lab: env data
 	$(RUN) $(BIN)/jupyter lab
