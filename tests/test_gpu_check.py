@@ -19,7 +19,7 @@ from cvcourse.hardware import Measurement, cnn_training_throughput, matmul_tflop
 from cvcourse.models import build_course_cnn
 
 
-def _gpu_check(*args, timeout=120, **environment):
+def _gpu_check(*args, timeout=600, **environment):
     """Run the module itself (never ``make gpu-check``, which may reinstall the environment) with
     the run's starting environment: the default backend unless the test names one."""
     env = subprocess_env(unset=("KERAS_BACKEND",), **environment)

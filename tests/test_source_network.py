@@ -2,7 +2,6 @@
 retraining from scratch that lands within 1 point of it."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import subprocess_env
+from cvcourse import source_network
 from cvcourse.data import load_fashion_mnist
 from cvcourse.models import FEATURE_LAYER, build_course_cnn
 from cvcourse.source_network import (
@@ -30,6 +31,14 @@ from cvcourse.source_network import (
 @pytest.fixture(scope="module")
 def shipped_network():
     return load_source_network()
+
+
+@pytest.fixture(autouse=True)
+def offline_and_isolated(isolated_cache, monkeypatch):
+    """Every test reads Fashion-MNIST from the local copy into an empty cache: never the user's
+    ~/.cache/cvcourse, never a download."""
+    monkeypatch.setenv("CVCOURSE_OFFLINE", "1")
+    return isolated_cache
 
 
 def test_the_shipped_weights_are_small_and_match_their_recorded_checksum():
@@ -83,15 +92,36 @@ def test_a_missing_file_gets_a_clear_error(tmp_path):
         load_source_network(tmp_path / "nothing.weights.h5")
 
 
-def test_a_damaged_copy_fails_its_checksum_and_is_left_untouched(tmp_path):
-    damaged = tmp_path / "source_cnn.weights.h5"
+def _damaged_copy(folder):
+    damaged = folder / "source_cnn.weights.h5"
     shutil.copyfile(WEIGHTS_PATH, damaged)
     data = bytearray(damaged.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 2] ^= 0xFF  # one byte inside the weights: HDF5 may still read it
     damaged.write_bytes(bytes(data))
+    return damaged, bytes(data)
+
+
+def test_a_damaged_copy_fails_its_checksum_and_is_left_untouched(tmp_path):
+    damaged, data = _damaged_copy(tmp_path)
     with pytest.raises(SourceNetworkError, match="SHA-256 .* expected .*damaged or is another network's"):
         load_source_network(damaged, sha256=read_record()["sha256"])
-    assert damaged.read_bytes() == bytes(data)
+    assert damaged.read_bytes() == data
+
+
+def test_the_default_load_checks_the_shipped_file_against_its_record(tmp_path, monkeypatch):
+    """``load_source_network()`` with no argument verifies the shipped file by itself: a damaged
+    file in the shipped file's place is refused, an intact copy loads."""
+    damaged, data = _damaged_copy(tmp_path)
+    monkeypatch.setattr(source_network, "WEIGHTS_PATH", damaged)
+    with pytest.raises(SourceNetworkError, match=f"SHA-256 {source_network.sha256_of(damaged)}, expected "
+                                                 f"{read_record()['sha256']}"):
+        load_source_network()
+    assert damaged.read_bytes() == data
+    intact = tmp_path / "intact" / WEIGHTS_PATH.name
+    intact.parent.mkdir()
+    shutil.copyfile(WEIGHTS_PATH, intact)
+    monkeypatch.setattr(source_network, "WEIGHTS_PATH", intact)
+    assert load_source_network().count_params() == build_course_cnn(5).count_params()
 
 
 @pytest.mark.parametrize("kind", ["not hdf5", "another architecture", "truncated"])
@@ -117,7 +147,8 @@ def test_an_unreadable_record_is_reported(tmp_path):
 def test_the_training_script_reproduces_the_shipped_network_within_one_point(tmp_path, repo_root):
     """Retrain from scratch with the course's script (about 80 s on 2 CPU cores) and compare the
     held-out accuracy with the shipped network's; then load the new weights by their checksum."""
-    env = dict(os.environ, CVCOURSE_OFFLINE="1")
+    env = subprocess_env(unset=("KERAS_BACKEND",), CVCOURSE_OFFLINE="1",
+                         CVCOURSE_CACHE_DIR=str(tmp_path / "cache"))
     result = subprocess.run(
         [sys.executable, "-m", "cvcourse.train_source_network", "--out", str(tmp_path)],
         capture_output=True, text=True, env=env, cwd=repo_root, timeout=900,
