@@ -13,7 +13,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # MPLBACKEND is unset so that the kernels draw figures inline (a machine-wide Agg would hide them).
 RUN    := env -u MPLBACKEND PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help env data system-packages book test lab assignments gpu-check source-network benchmark-book benchmark-grading clean clean-book
+.PHONY: help env data system-packages book-assets book test lab assignments gpu-check source-network benchmark-book benchmark-grading clean clean-book
 
 help:
 	@echo "make book            build the book with every chapter executed -> _build/html/index.html"
@@ -37,15 +37,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-# Debian packages: Fashion-MNIST (data) and bubblewrap (the autograder's sandbox). Installed
-# where root and apt are available; elsewhere the course library falls back to the Keras
-# download (see cvcourse/data.py) and the autograder refuses to grade without --unsafe.
-DEBIAN_PACKAGES := dataset-fashion-mnist bubblewrap
+# Debian packages: Fashion-MNIST (data), bubblewrap (the autograder's sandbox) and chromium (the
+# browser that tests/test_browser.py drives through Playwright; Playwright's own browsers are
+# never downloaded). Installed where root and apt are available; elsewhere the course library
+# falls back to the Keras download (see cvcourse/data.py), the autograder refuses to grade
+# without --unsafe, and the browser tests are skipped.
+DEBIAN_PACKAGES := dataset-fashion-mnist bubblewrap chromium
 data: system-packages
 system-packages:
 	@missing=""; \
 	[ -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then \
 	  echo "Debian packages: $(DEBIAN_PACKAGES) present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -59,11 +62,28 @@ system-packages:
 	  echo "  without bubblewrap the autograder refuses to grade (python -m autograder grade ... --unsafe overrides)."; \
 	fi
 
-book: env data
+# npm packages (package.json, package-lock.json -> node_modules/, git-ignored): KaTeX, served from
+# the built site itself so that math is typeset offline and from file://, and axe-core for the
+# accessibility test. Only what a page loads (KaTeX's script, style sheet and woff2 fonts) is
+# copied into _static/katex/ (git-ignored), which Jupyter Book publishes with the committed
+# _static/book-math.js (the `mathjax_path` of _config.yml) that typesets each page with it.
+NPM_STAMP := node_modules/.installed
+KATEX     := _static/katex/katex.min.js
+book-assets: $(NPM_STAMP) $(KATEX)
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node.js) is needed for the book's KaTeX and axe-core (Debian: apt-get install npm)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(KATEX): $(NPM_STAMP)
+	rm -rf _static/katex && mkdir -p _static/katex/fonts
+	cp node_modules/katex/dist/katex.min.js node_modules/katex/dist/katex.min.css node_modules/katex/LICENSE _static/katex/
+	cp node_modules/katex/dist/fonts/*.woff2 _static/katex/fonts/
+
+book: env data book-assets
 	$(RUN) $(BIN)/jupyter-book build . --builder html --warningiserror --keep-going
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
-test: env data
+test: env data book-assets
 	$(RUN) $(BIN)/python -m pytest
 
 # Every assignment of autograder/assignments.toml (python -m autograder list shows them).
