@@ -502,8 +502,8 @@ def _grade_all(run: GradingRun, submissions: list[Submission], workers: int | No
         # The gradebook first, the result last: a result on disk is one the gradebook holds
         # (recording again, after a kill in between, writes the same values).
         gradebook.record(result["student_id"], {t["grade_id"]: t["points"] for t in result["tests"]})
+        crash_here("result")  # tests only: a kill between the two
         _write_json(out / "results" / f"{result['key']}.json", result)
-        crash_here("result")
         results[result["key"]] = result
         bar.update(result["status"].startswith("ungradable"))
 
