@@ -113,7 +113,10 @@ def measure(html_dir: Path, pages: list[str] | None = None) -> dict[str, dict[st
             tab.on("requestfinished", lambda request: loaded.append(request.url))
             url = urljoin(base, f"{page_name}.html")
             tab.goto(url, wait_until="load")
-            tab.wait_for_load_state("networkidle")
+            # Math typeset (KaTeX fonts fetched), or no math on the page.
+            tab.wait_for_function("!document.querySelector('.math') || document.documentElement.dataset.math",
+                                  timeout=20000)
+            tab.wait_for_timeout(300)
             images = tab.eval_on_selector_all("img[src]", "els => els.map(e => e.getAttribute('src'))")
             weights[page_name] = page_weight(html_dir, base, url, loaded, images)
             tab.close()

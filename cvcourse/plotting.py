@@ -254,3 +254,76 @@ def plot_training_curves(
     fig = axes[0].figure
     fig.tight_layout()
     return fig
+
+
+# --- How the book shows figures -----------------------------------------------------------------
+# A figure is laid out at 100 dpi and rendered at twice that, then shown at its 100-dpi size, so it
+# is sharp on high-density (2x) screens. To keep every page light (tests/test_browser.py holds each
+# page under 2 MB), a figure with photographs or feature maps is sent as JPEG, any other (lines,
+# bars, scatter plots, small pixel grids) as a 256-colour PNG, which looks the same for plots.
+BOOK_FIGURE_DPI = 200
+PHOTO_SIDE = 64  # an image panel with at least this many pixels on each side counts as a photo
+JPEG_QUALITY = 85
+
+
+def _has_photo(fig: Figure) -> bool:
+    for ax in fig.axes:
+        for image in ax.get_images():
+            array = image.get_array()
+            if array is not None and min(array.shape[:2]) >= PHOTO_SIDE:
+                return True
+    return False
+
+
+def figure_for_the_web(fig: Figure) -> tuple[str, bytes, dict[str, int]]:
+    """(mime type, encoded bytes, {'width', 'height'} to show it at) of ``fig`` for a web page."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.canvas.print_figure(buffer, format="png", dpi=BOOK_FIGURE_DPI, bbox_inches="tight")
+    image = Image.open(buffer).convert("RGB")
+    shown = {"width": round(image.width * 100 / BOOK_FIGURE_DPI),
+             "height": round(image.height * 100 / BOOK_FIGURE_DPI)}
+    encoded = io.BytesIO()
+    if _has_photo(fig):
+        image.save(encoded, format="jpeg", quality=JPEG_QUALITY, optimize=True, progressive=True)
+        return "image/jpeg", encoded.getvalue(), shown
+    palette = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(encoded, format="png", optimize=True)
+    return "image/png", encoded.getvalue(), shown
+
+
+def use_book_figure_formats() -> bool:
+    """In a Jupyter kernel, show figures as :func:`figure_for_the_web` encodes them; elsewhere
+    (scripts, tests) do nothing. Returns whether the formats were installed."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter") or "matplotlib_inline" not in plt.get_backend():
+        return False
+    # Importing the inline backend sets up its own figure formats once; it must happen before
+    # ours are installed, or it would replace them at the chapter's first figure.
+    import matplotlib_inline.backend_inline  # noqa: F401
+
+    formatters = shell.display_formatter.formatters
+
+    def formatter(mime_type):
+        def encode(fig):
+            if ("image/jpeg" if _has_photo(fig) else "image/png") != mime_type:
+                return None
+            _, data, shown = figure_for_the_web(fig)
+            return data, shown
+        return encode
+
+    for mime_type in ("image/png", "image/jpeg", "image/svg+xml", "application/pdf"):
+        formatters[mime_type].pop(Figure, None)
+    formatters["image/png"].for_type(Figure, formatter("image/png"))
+    formatters["image/jpeg"].for_type(Figure, formatter("image/jpeg"))
+    return True
+
+
+use_book_figure_formats()

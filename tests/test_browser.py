@@ -151,6 +151,7 @@ def _offline_route(route, blocked: list) -> None:
 def survey(built_book):
     """Every page of the table of contents, opened three ways; {page: {aspect: findings}}."""
     _, html = built_book
+    assert AXE.is_file(), f"no {AXE}: make book-assets installs the npm packages (package.json)"
     return survey_pages(html, PAGES)
 
 
