@@ -38,7 +38,8 @@ from .notebooks import SourceNotebook, read_source_notebook
 from .plan import SubmissionPlan, plan_submission
 from .report import write_report
 from .sandbox import SandboxUnavailable, bubblewrap_problem
-from .storage import (OutputDiskFull, OutputLock, atomic_write, crash_here, is_disk_full, remove_stale_socket_folders,
+from .storage import (OutputDiskFull, OutputLock, atomic_write, crash_here, is_disk_full, kill_orphaned_runs,
+                      remove_stale_socket_folders,
                       remove_temporaries)
 from .verify import Reference, check_record, feedback_message
 
@@ -473,6 +474,7 @@ def read_source(config: AssignmentConfig) -> SourceNotebook:
 def _clean_stale_scratch(out: Path) -> None:
     """What a killed run left behind: its scratch folders (submissions being run, the unpacked
     input), half-written files, and kernel socket folders no process uses any more."""
+    kill_orphaned_runs(out)
     shutil.rmtree(out / ".work", ignore_errors=True)
     for folder in (out / ".reference").glob("*/run"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -210,6 +210,33 @@ def remove_stale_socket_folders(base: Path = Path("/tmp"), min_age_seconds: floa
     return removed
 
 
+def kill_orphaned_runs(out: Path) -> list[int]:
+    """SIGKILL the sandboxed runs a killed grader of ``out`` left running: processes whose working
+    folder is a run's scratch under ``OUT/.work`` or ``OUT/.reference/*/run``. Called with the
+    output lock held, so no live grader owns them. (A grader killed while a kernel was starting,
+    before bwrap set its parent-death signal, leaves that kernel alive; the sandbox's other
+    processes die with it.)"""
+    if not Path("/proc").is_dir():
+        return []
+    roots = [str(Path(out).resolve() / ".work") + os.sep, str(Path(out).resolve() / ".reference") + os.sep]
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        cwd = cwd.removesuffix(" (deleted)")
+        if cwd.startswith(roots[0]) or (cwd.startswith(roots[1]) and "/run" in cwd[len(roots[1]):]):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed
+
+
 # --- test-only crash points --------------------------------------------------------------------------
 
 CRASH_VARIABLE = "AUTOGRADER_CRASH_AT"
