@@ -1,5 +1,6 @@
 """Keras set-up: the device report, seeding, and silencing of native start-up logs only."""
 
+import json
 import os
 import subprocess
 import sys
@@ -100,3 +101,19 @@ def test_set_seed_makes_weight_initialisation_repeatable():
     c = first_layer_weights()
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_children_get_the_starting_environment_not_what_importing_cvcourse_devices_set():
+    """Importing cvcourse.devices (as the tests do) sets KERAS_BACKEND, TF_CPP_MIN_LOG_LEVEL...
+    in os.environ; a child built with subprocess_env must not inherit them, or a chapter that
+    prints native logs would pass a check of its stderr."""
+    import cvcourse.devices  # noqa: F401
+    from conftest import STARTING_ENVIRONMENT
+
+    set_by_the_import = {"KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "CUBLAS_WORKSPACE_CONFIG"} - set(STARTING_ENVIRONMENT)
+    assert all(name in os.environ for name in set_by_the_import)
+    child = subprocess.run([sys.executable, "-c", "import os, json; print(json.dumps(dict(os.environ)))"],
+                           capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    seen = json.loads(child.stdout)
+    assert set_by_the_import.isdisjoint(seen)
+    assert seen.get("XLA_FLAGS") == STARTING_ENVIRONMENT.get("XLA_FLAGS")
