@@ -417,7 +417,7 @@ def reap_stale_cgroups(bases: dict[str, Path] | None = None, *, force: bool = Fa
                 if not alive:
                     _remove(entry)
                     removed.append(entry.name)
-        return removed
+        return list(dict.fromkeys(removed))  # v1: the same name in each hierarchy
 
 
 def nproc_fallback(max_processes: int) -> int:
