@@ -89,12 +89,14 @@ def bubblewrap_problem() -> str | None:
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: sudo apt-get install bubblewrap"
     probe = subprocess.run(
-        [bwrap, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--cap-drop", "ALL",
-         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+        # The options the grader needs from bubblewrap 0.8.0 (--disable-userns, --size) included.
+        [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID), "--cap-drop", "ALL",
+         "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--size", "1048576", "--tmpfs", "/tmp", "true"],
         capture_output=True, text=True, timeout=30,
     )
     if probe.returncode != 0:
-        return f"bubblewrap cannot create a sandbox here: {probe.stderr.strip()[:300]}"
+        return (f"bubblewrap cannot create a sandbox here (version 0.8.0 or later is needed): "
+                f"{probe.stderr.strip()[:300]}")
     return None
 
 
