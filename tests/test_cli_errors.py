@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import subprocess_env
+
 import autograder.config
 import autograder.grade
 from autograder.__main__ import main as autograder_main
@@ -130,7 +132,8 @@ def test_workers_must_be_positive(class_folder, tmp_path, capsys):
 def test_the_real_command_line_exits_2_without_a_traceback(tmp_path):
     """The same through ``python -m autograder``, as an instructor types it."""
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", "a9_unknown", str(tmp_path),
-                             "--out", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True)
+                             "--out", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=subprocess_env())  # the run's starting environment (tests/conftest.py)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
 

@@ -35,6 +35,7 @@ import pytest
 
 from autograder.storage import CRASH_VARIABLE, TEMPORARY_PREFIX
 from banks import a4_alexnet_shapes as bank
+from conftest import STARTING_ENVIRONMENT
 
 ASSIGNMENT = bank.HOMEWORK.name
 NOTEBOOK = bank.HOMEWORK.notebook
@@ -138,7 +139,8 @@ def grade(subs: Path, out: Path, *, crash_at: str | None = None, kill_when=None,
     when to SIGKILL it from outside; ``crash_at`` names a crash point inside it; ``during(out, pid)``
     runs in a thread while it runs. Every process of its tree seen while it ran must be gone within
     15 s of its end."""
-    environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    # The run's starting environment (tests/conftest.py), not what an import in this process set.
+    environment = dict(STARTING_ENVIRONMENT, PATH=f"{BIN}{os.pathsep}{STARTING_ENVIRONMENT.get('PATH', '')}")
     environment.pop("MPLBACKEND", None)
     environment.pop(CRASH_VARIABLE, None)
     if crash_at:
