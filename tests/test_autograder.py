@@ -16,6 +16,8 @@ import autograder.grade
 from autograder.__main__ import main as autograder_main
 from autograder.config import load_assignment
 from autograder.grade import grade_class
+from autograder.gradebook import GradebookWriter
+from autograder.notebooks import read_source_notebook
 from banks import a1_hinge_loss as bank
 from banks.common import blank_answers, student_notebook
 
@@ -24,23 +26,45 @@ ASSIGNMENT = bank.HOMEWORK.name
 
 def test_regrading_a_zip_reuses_results_and_a_killed_run_resumes(graded_bank, tmp_path, sandbox):
     graded = graded_bank(ASSIGNMENT)
+    # Student "blank" hands in again, the correct notebook this time: only they are graded anew.
+    changed = "blank"
+    correct_notebook = graded.root / "submissions" / "correct" / bank.NOTEBOOK
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for path in sorted((graded.root / "submissions").rglob("*")):
             if path.is_file():
-                bundle.write(path, Path("class") / path.relative_to(graded.root / "submissions"))
+                relative = path.relative_to(graded.root / "submissions")
+                source = correct_notebook if relative == Path(changed) / bank.NOTEBOOK else path
+                bundle.write(source, Path("class") / relative)
     out = tmp_path / "out"
     shutil.copytree(graded.out, out)
     first_csv = (out / "grades.csv").read_text()
+    assert graded.results[changed]["score"] == 0
     # Pretend the earlier run was killed after most students: two results are missing.
     for student in ("correct", "mistake_softmax_unstable"):
         (out / "results" / f"{graded.results[student]['key']}.json").unlink()
-    kept = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json")}
+    changed_result = out / "results" / f"{graded.results[changed]['key']}.json"
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json") if p != changed_result}
     config = dataclasses.replace(load_assignment(ASSIGNMENT), limits=bank.LIMITS)
-    again = grade_class(ASSIGNMENT, archive, out, workers=2, progress=False, config=config)
+    again = {r["student_id"]: r for r in grade_class(ASSIGNMENT, archive, out, workers=2, progress=False,
+                                                      config=config)}
     assert len(again) == len(graded.cases)
+    # Reused: the same file, untouched, and the same row; regraded: the two lost ones and the changed one.
     assert {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("*.json") if p.name in kept} == kept
-    assert (out / "grades.csv").read_text() == first_csv  # the same grades, deterministically
+    assert again[changed]["score"] == 100 and again[changed]["status"] == "graded"
+    assert json.loads(changed_result.read_text())["score"] == 100
+    for student, result in again.items():
+        if student != changed:
+            assert result["score"] == graded.results[student]["score"], student
+    expected_csv = [line for line in first_csv.splitlines() if not line.startswith(f"{changed},")]
+    new_csv = (out / "grades.csv").read_text().splitlines()
+    assert [line for line in new_csv if not line.startswith(f"{changed},")] == expected_csv  # deterministic
+    assert [line for line in new_csv if line.startswith(f"{changed},")] == [
+        f"{changed},{ASSIGNMENT},100,100,graded," + ",".join(
+            f"{t['max_points']:g}" for t in graded.results[changed]["tests"])]
+    gradebook = GradebookWriter(out / "gradebook.db", ASSIGNMENT, bank.NOTEBOOK, read_source_notebook(bank.HOMEWORK.solution))
+    assert gradebook.score(changed) == 100 and gradebook.score("correct") == 100
+    assert "100 / 100" in (out / "feedback" / graded.results[changed]["key"] / "hinge_loss.html").read_text()
 
 
 def test_the_class_report_shows_distribution_pass_rates_and_ungradable(graded_bank):
