@@ -180,11 +180,12 @@ def survey_pages(html: Path, pages: list[str]) -> dict:
         # 2. over http, desktop and phone: blank images, accessibility, layout, weight, screenshots
         for width_name, (width, height) in WIDTHS.items():
             context = browser.new_context(viewport={"width": width, "height": height},
-                                          device_scale_factor=2 if width_name == "phone" else 1,
+                                          device_scale_factor=1,
                                           is_mobile=width_name == "phone", has_touch=width_name == "phone")
             for page in pages:
                 record = found[page][width_name] = {}
                 tab = context.new_page()
+                tab.set_default_timeout(180_000)  # full-page screenshots of long pages on a busy machine
                 tab.route("**/*", lambda route, blocked=found[page]["blocked"]: _offline_route(route, blocked))
                 _watch(tab, record)
                 loaded: list[str] = []
