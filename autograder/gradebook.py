@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,12 +22,34 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 from .notebooks import ANSWER, TEST, SourceNotebook
-from .storage import crash_here
+from .storage import TEMPORARY_PREFIX, crash_here
+
+
+def _create(path: Path) -> None:
+    """A new, empty gradebook, created under a temporary name and renamed into place: nbgrader
+    creates its tables and stamps its schema version in several steps, and a grader killed
+    between them left a gradebook without its version table that nbgrader's tools reject."""
+    descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX + path.name + ".", dir=path.parent)
+    os.close(descriptor)
+    os.unlink(temporary)  # nbgrader creates the database file itself
+    try:
+        with Gradebook(f"sqlite:///{temporary}"):
+            pass
+        with open(temporary, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        for leftover in (temporary, temporary + "-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 class GradebookWriter:
     def __init__(self, path: Path, assignment: str, notebook_name: str, source: SourceNotebook):
-        self.url = f"sqlite:///{Path(path).resolve()}"
+        path = Path(path).resolve()
+        if not path.exists():
+            _create(path)
+        self.url = f"sqlite:///{path}"
         self.assignment = assignment
         self.notebook = Path(notebook_name).stem
         self.source = source
