@@ -39,6 +39,9 @@ def fix_page(html: str, *, search_page: bool = False) -> str:
     html = INLINE_SCRIPT.sub(once, html)
     if not search_page and "DOCUMENTATION_OPTIONS.search_as_you_type = false;" in html:
         html = SEARCH_SCRIPTS.sub("", html)
+    # myst-nb's "Show code cell source" toggles are labelled "Toggle hidden content": the same
+    # mismatch; their visible text names them.
+    html = html.replace('<summary aria-label="Toggle hidden content">', "<summary>")
     return html.replace(SEARCH_BUTTON_LABEL, SEARCH_BUTTON_LABEL.replace('aria-label="Search" ', ""))
 
 
