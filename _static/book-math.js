@@ -48,7 +48,25 @@
       element.dataset.typeset = "katex";
     });
     document.documentElement.dataset.math = failed ? "failed" : "typeset";
+    focusableWhenScrolling();
   }
+
+  // A display formula wider than the column scrolls in its own box (book.css); a keyboard user
+  // must be able to reach that box to scroll it, so it takes focus while it scrolls.
+  function focusableWhenScrolling() {
+    document.querySelectorAll("div.math").forEach(function (element) {
+      if (element.scrollWidth > element.clientWidth + 1) {
+        element.tabIndex = 0;
+        element.setAttribute("role", "region");
+        element.setAttribute("aria-label", "formula (scrolls sideways)");
+      } else {
+        element.removeAttribute("tabindex");
+        element.removeAttribute("role");
+        element.removeAttribute("aria-label");
+      }
+    });
+  }
+  window.addEventListener("resize", focusableWhenScrolling);
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", typeset);
   else typeset();
