@@ -21,6 +21,7 @@ The book is the session's one build (tests/book_fixtures.py); CVCOURSE_BUILT_BOO
 points the tests at a book built beforehand.
 """
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
@@ -39,6 +40,9 @@ WIDTHS = {"phone": (390, 844), "desktop": (1440, 900)}
 RAW_MATH = ("\\(", "\\)", "\\[", "\\]", "$$", "\\frac", "\\sum", "\\begin{")
 REPOSITORY = "open-cv-course/classification-and-tools"
 
+# CI sets CI_REQUIRE_BROWSER=1: there a missing browser must fail the run, never pass as skips.
+if os.environ.get("CI_REQUIRE_BROWSER") == "1" and not Path(CHROMIUM).is_file():
+    pytest.fail(f"CI_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (make system-packages installs it)", pytrace=False)
 playwright_api = pytest.importorskip("playwright.sync_api", reason="make env installs playwright")
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no {CHROMIUM} (make system-packages installs Debian's chromium)", allow_module_level=True)
