@@ -46,7 +46,7 @@ from jupyter_client.session import Session
 
 from .config import Limits
 from .records import MIME_TYPE, BadRecord, Record, decode_record
-from .sandbox import RunCgroup, kernel_command
+from .sandbox import RunCgroup, kernel_command, proc_statuses
 
 CHANNEL_PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
 STARTUP_SECONDS = 60  # kernel start under load, before any cell runs
@@ -185,13 +185,7 @@ class SandboxedKernel:
         (bwrap's init, the outer bwrap's child), while no student code has run yet: the open
         folders keep naming those file systems whatever the code does later."""
         own = self.process.pid
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                status = Path(entry.path, "status").read_text()
-            except OSError:
-                continue
+        for entry, status in proc_statuses():
             if f"\nPPid:\t{own}\n" not in status:
                 continue
             for inside in ("tmp", "dev/shm"):

@@ -422,17 +422,23 @@ def reap_stale_cgroups(bases: dict[str, Path] | None = None, *, force: bool = Fa
         return list(dict.fromkeys(removed))  # v1: the same name in each hierarchy
 
 
-def nproc_fallback(max_processes: int) -> int:
-    """RLIMIT_NPROC where no cgroup can be made: it counts every task (process or thread) of the
-    real user id machine-wide, so: what that user runs now, plus ``max_processes``."""
-    uid, running = os.getuid(), 0
+def proc_statuses():
+    """Yield (its /proc entry, the text of /proc/PID/status) for every process visible now; one
+    that exits while being read is passed over."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            status = Path(entry.path, "status").read_text()
+            yield entry, Path(entry.path, "status").read_text()
         except OSError:
             continue
+
+
+def nproc_fallback(max_processes: int) -> int:
+    """RLIMIT_NPROC where no cgroup can be made: it counts every task (process or thread) of the
+    real user id machine-wide, so: what that user runs now, plus ``max_processes``."""
+    uid, running = os.getuid(), 0
+    for _, status in proc_statuses():
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         try:
             if int(fields["Uid"].split()[0]) == uid:
