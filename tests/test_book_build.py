@@ -119,6 +119,7 @@ def test_a_failing_cell_fails_the_build(tmp_path):
     source = tmp_path / "book"
     source.mkdir()
     shutil.copy(REPO_ROOT / "_config.yml", source / "_config.yml")
+    shutil.copytree(REPO_ROOT / "book" / "_ext", source / "book" / "_ext")  # the config's extensions
     (source / "_toc.yml").write_text("format: jb-book\nroot: broken\n")
     (source / "broken.md").write_text(
         f"{NOTEBOOK_FRONT_MATTER}# Broken\n\n```{{code-cell}} ipython3\n"
