@@ -13,11 +13,12 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 # MPLBACKEND is unset so that the kernels draw figures inline (a machine-wide Agg would hide them).
 RUN    := env -u MPLBACKEND PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help env data system-packages book-assets book test lab assignments gpu-check source-network benchmark-book benchmark-grading clean clean-book
+.PHONY: help env data system-packages book-assets book test test-slow lab assignments gpu-check source-network benchmark-book benchmark-grading benchmark-grading-load clean clean-book
 
 help:
 	@echo "make book            build the book with every chapter executed -> _build/html/index.html"
 	@echo "make test            run the test suite (builds the book from scratch in a temp folder)"
+	@echo "make test-slow       the tests too long for every merge (the grader killed mid-run)"
 	@echo "make lab             open the book and the homework in JupyterLab"
 	@echo "make data            install the Debian packages (Fashion-MNIST, bubblewrap) as root, or say how to get them"
 	@echo "make assignments     regenerate every student notebook (assignments/) from solutions/ with nbgrader"
@@ -85,6 +86,10 @@ book: env data book-assets
 
 test: env data book-assets
 	$(RUN) $(BIN)/python -m pytest
+
+# The tests too long to gate every merge (pytest -m slow): the grader killed six times in a run.
+test-slow: env data book-assets
+	$(RUN) $(BIN)/python -m pytest -m slow
 
 # Every assignment of autograder/assignments.toml (python -m autograder list shows them).
 assignments: env

@@ -264,6 +264,7 @@ def _once(ready, when):
     return lambda out, elapsed: ready() and when(out, elapsed)
 
 
+@pytest.mark.slow  # about 5 minutes on 2 cores: make test-slow (CI's make test leaves it out)
 def test_killed_at_any_moment_and_started_again_the_output_is_exactly_an_uninterrupted_runs(tmp_path):
     rng = random.Random(SEED)
     subs = write_class(tmp_path / "submissions")
