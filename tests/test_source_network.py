@@ -144,6 +144,7 @@ def test_an_unreadable_record_is_reported(tmp_path):
         read_record(broken)
 
 
+@pytest.mark.slow  # a full retraining, about 80 s: make test-slow (CI's make test leaves it out)
 def test_the_training_script_reproduces_the_shipped_network_within_one_point(tmp_path, repo_root):
     """Retrain from scratch with the course's script (about 80 s on 2 CPU cores) and compare the
     held-out accuracy with the shipped network's; then load the new weights by their checksum."""

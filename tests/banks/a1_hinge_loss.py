@@ -16,12 +16,12 @@ NOTEBOOK = HOMEWORK.notebook
 # Limits for the whole bank (one grading run has one set of limits: the results of a run are tied
 # to its limits through the reference id, so per-case limits would need per-submission limits in
 # grade_class). The cell limit is what the two time-limit cases (cell_never_ends,
-# cell_ignores_interrupts) hit; at 45 s it costs them 25 s more each than the old 20 s, and gives
+# cell_ignores_interrupts) hit; at 30 s it costs them 10 s more each than the old 20 s, and gives
 # every other cell a wide margin: under a load average of 20 on 2 cores the set-up cell alone took
 # over 20 s, and a correct submission lost the tests after it (80 instead of 100). Quiet, no cell
 # of this notebook takes 5 s. The wall limit is generous for the same reason (90 s was eaten by a
 # slow but correct run); no case of this bank is about the wall limit.
-LIMITS = Limits(wall_seconds=300, cell_seconds=45, cpu_seconds=120, memory_mb=3072, output_kb=256, records_mb=16)
+LIMITS = Limits(wall_seconds=300, cell_seconds=30, cpu_seconds=120, memory_mb=3072, output_kb=256, records_mb=16)
 
 
 def correct():
