@@ -38,7 +38,8 @@ BIN = Path(sys.executable).parent
 # What the book build reads: the configuration, the chapters and their extensions, static files.
 BOOK_FILES = ("_config.yml", "_toc.yml", "book", "_static", "node_modules", "package.json")
 
-TINY_CHAPTER = """---
+# The header jupytext reads a MyST Markdown notebook by (tests/test_book_build.py uses it too).
+NOTEBOOK_FRONT_MATTER = """---
 jupytext:
   text_representation:
     extension: .md
@@ -48,7 +49,9 @@ kernelspec:
   language: python
   name: python3
 ---
+"""
 
+TINY_CHAPTER = NOTEBOOK_FRONT_MATTER + """
 # A tiny chapter
 
 The benchmark's dry run: one paragraph of prose and two short code cells.

@@ -10,6 +10,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 from banks.common import hidden_lines, solution_lines
+from benchmarks.book_build import NOTEBOOK_FRONT_MATTER
 # One build per session, shared with tests/test_browser.py (see tests/book_fixtures.py).
 from book_fixtures import REPO_ROOT, built_book  # noqa: F401  (a fixture)
 from book_fixtures import jupyter_book as _jupyter_book
@@ -22,19 +23,6 @@ def _toc_files() -> list[str]:
     for part in toc.get("parts", []):
         files += [chapter["file"] for chapter in part["chapters"]]
     return files
-
-
-NOTEBOOK_FRONT_MATTER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
 
 
 def _is_notebook(page: str) -> bool:
