@@ -24,7 +24,8 @@ import contextlib
 import os
 import sys
 
-__all__ = ["backend_name", "gpu_names", "describe_devices", "set_seed", "quiet_native_stderr"]
+__all__ = ["backend_name", "gpu_names", "describe_devices", "set_seed", "use_deterministic_kernels",
+           "quiet_native_stderr"]
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -133,8 +134,14 @@ def set_seed(seed: int, *, deterministic: bool = True) -> None:
     # TensorFlow import then writes its native start-up log, which stays off the page.
     with quiet_native_stderr():
         keras.utils.set_random_seed(seed)
-        if not deterministic:
-            return
+    if deterministic:
+        use_deterministic_kernels()
+
+
+def use_deterministic_kernels() -> None:
+    """Ask the Keras backend for deterministic kernels (see :func:`set_seed`); for good, in this
+    process."""
+    with quiet_native_stderr():
         backend = backend_name()
         if backend == "tensorflow":
             import tensorflow as tf

@@ -20,15 +20,7 @@ import platform
 import sys
 from pathlib import Path
 
-from cvcourse.devices import backend_name, describe_devices
-
-
-def _make_deterministic() -> None:
-    """Ask the backend for deterministic kernels (TensorFlow only; a no-op elsewhere)."""
-    if backend_name() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+from cvcourse.devices import backend_name, describe_devices, use_deterministic_kernels
 
 
 def main(argv=None) -> int:
@@ -55,7 +47,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / WEIGHTS_PATH.name
     print(describe_devices(), flush=True)
-    _make_deterministic()
+    use_deterministic_kernels()
     model, seconds = train_source_network(verbose=0)
     # Save from an uncompiled copy: a compiled model's weights file also holds the optimizer's
     # moment estimates, three times the size and of no use to anyone loading the network.
