@@ -39,7 +39,7 @@ def run_on_cluster(scheduler: str, jobs: Iterable[tuple[str, dict]], execute: Ca
             future = client.submit(execute, plan, *arguments, key=f"grade-{key}", pure=False)
             futures[future] = key
         for future in as_completed(list(futures), loop=client.loop):
-            key = futures[future]
+            key = futures.pop(future)  # forget it once handed on: memory that does not grow with the class
             try:
                 outcome = future.result()
             except Exception as error:  # noqa: BLE001 - a lost task is that student's row

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -542,16 +542,32 @@ def _runs_here(run: GradingRun, workers: int | None) -> Callable:
             slots.put(cpus)
 
     def run_plans(jobs, on_result, on_failure) -> None:
+        # A window of 2 plans per worker: a worker never waits for the next plan, and what the
+        # grader holds (plans queued, outcomes not yet concluded) does not grow with the class.
+        # Each finished run is forgotten once concluded (a kept future keeps its outcomes).
+        jobs = iter(jobs)
         with ThreadPoolExecutor(max_workers=workers) as pool:
+            running: dict = {}
+
+            def submit_next() -> None:
+                for key, plan in jobs:
+                    running[pool.submit(on_a_slot, key, plan)] = key
+                    return
+
             try:
-                futures = {pool.submit(on_a_slot, key, plan): key for key, plan in jobs}
-                for future in as_completed(futures):
-                    try:
-                        outcomes = future.result()
-                    except Exception as error:  # noqa: BLE001 - reported as that student's row
-                        on_failure(futures[future], error)
-                    else:
-                        on_result(futures[future], outcomes)
+                for _ in range(2 * workers):
+                    submit_next()
+                while running:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        key = running.pop(future)
+                        try:
+                            outcomes = future.result()
+                        except Exception as error:  # noqa: BLE001 - reported as that student's row
+                            on_failure(key, error)
+                        else:
+                            on_result(key, outcomes)
+                        submit_next()
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)  # a stopped run starts nothing more
                 raise
@@ -600,17 +616,19 @@ def _grade_pending(run: GradingRun, pending: list[Submission], store: Callable[[
                 yield submission.key, ready.plan.to_dict()
 
     def arrived(key: str, outcomes: list[RunOutcome]) -> None:
+        ready = prepared.pop(key)  # concluded once: its plan and notebook are not needed again
         try:
-            result = conclude_submission(run, prepared[key], outcomes)
+            result = conclude_submission(run, ready, outcomes)
         except Exception:  # noqa: BLE001
-            result = _internal_error(run, prepared[key].submission, prepared[key].started)
+            result = _internal_error(run, ready.submission, ready.started)
         store(result)
 
     def lost(key: str, error: BaseException) -> None:
+        ready = prepared.pop(key)
         if is_disk_full(error):
-            raise OutputDiskFull(run.out, f"while grading {prepared[key].submission.student_id}") from error
+            raise OutputDiskFull(run.out, f"while grading {ready.submission.student_id}") from error
         log.error("the runs of %s were lost: %s: %s", key, type(error).__name__, error)
-        store(_finish(_empty_result(run, prepared[key].submission),
-                      "ungradable: internal error (the details are in grading.log)", prepared[key].started))
+        store(_finish(_empty_result(run, ready.submission),
+                      "ungradable: internal error (the details are in grading.log)", ready.started))
 
     run_plans(jobs(), arrived, lost)
