@@ -2,8 +2,10 @@
 
     python benchmarks/execute_chapter.py book/09_improving_performance.md [...] [--out DIR]
 
-For each chapter: the execution time, every value it glues (the numbers its prose quotes), and
-the executed notebook written to ``DIR`` (default: a temporary folder) for a closer look. Fails
+For each chapter: the execution time, its slowest cells (``--slowest N``, default 8; from the
+timestamps nbclient records in each cell's metadata), every value it glues (the numbers its prose
+quotes), and the executed notebook written to ``DIR`` (default: a temporary folder) for a closer
+look. Fails
 (exit 1) on the first cell that raises, with its traceback, as ``raise_on_error`` does in the
 build. Run from the repository root inside the course environment.
 """
@@ -15,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import jupytext
@@ -36,7 +39,21 @@ def glued_values(notebook) -> dict[str, str]:
     return values
 
 
-def execute(chapter: Path, out: Path, timeout: int) -> bool:
+def cell_seconds(notebook) -> list[tuple[float, int, str]]:
+    """(seconds, code cell number from 1, first line) for every executed code cell, slowest first."""
+    rows = []
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        timing = cell.get("metadata", {}).get("execution", {})
+        started, ended = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if started and ended:
+            seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+            first_line = next((line for line in cell.source.splitlines() if line and not line.startswith(("---", ":"))), "")
+            rows.append((seconds, number, first_line[:70]))
+    return sorted(rows, reverse=True)
+
+
+def execute(chapter: Path, out: Path, timeout: int, slowest: int = 8) -> bool:
     notebook = jupytext.read(chapter)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(chapter.parent)}})
@@ -51,6 +68,8 @@ def execute(chapter: Path, out: Path, timeout: int) -> bool:
     target = out / f"{chapter.stem}.ipynb"
     jupytext.write(notebook, target)
     print(f"{chapter}: {'executed' if ok else 'FAILED'} in {seconds:.1f} s -> {target}")
+    for cell_time, number, first_line in cell_seconds(notebook)[:slowest]:
+        print(f"  {cell_time:6.1f} s  code cell {number:2d}: {first_line}")
     for key, value in glued_values(notebook).items():
         print(f"  glue {key} = {value}")
     return ok
@@ -61,10 +80,11 @@ def main() -> int:
     parser.add_argument("chapters", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (the build's)")
+    parser.add_argument("--slowest", type=int, default=8, help="how many of the slowest cells to list")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="chapters-"))
     out.mkdir(parents=True, exist_ok=True)
-    return 0 if all(execute(chapter.resolve(), out, args.timeout) for chapter in args.chapters) else 1
+    return 0 if all(execute(chapter.resolve(), out, args.timeout, args.slowest) for chapter in args.chapters) else 1
 
 
 if __name__ == "__main__":
