@@ -5,9 +5,9 @@
 For each chapter: the execution time, its slowest cells (``--slowest N``, default 8; from the
 timestamps nbclient records in each cell's metadata), every value it glues (the numbers its prose
 quotes), and the executed notebook written to ``DIR`` (default: a temporary folder) for a closer
-look. Fails
-(exit 1) on the first cell that raises, with its traceback, as ``raise_on_error`` does in the
-build. Run from the repository root inside the course environment.
+look. Fails (exit 1) on the first cell that raises, with its traceback, as ``raise_on_error``
+does in the build, and on any stderr output (a warning), which the book's tests reject. Run from
+the repository root inside the course environment.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ def cell_seconds(notebook) -> list[tuple[float, int, str]]:
     return sorted(rows, reverse=True)
 
 
+def stderr_outputs(notebook) -> list[tuple[int, str]]:
+    """(code cell number from 1, first line) of every stderr output: the book's tests fail on them."""
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    return [(number, output.get("text", "").strip().splitlines()[0][:100] if output.get("text", "").strip() else "")
+            for number, cell in enumerate(code_cells, start=1)
+            for output in cell.get("outputs", []) if output.get("name") == "stderr"]
+
+
 def execute(chapter: Path, out: Path, timeout: int, slowest: int = 8) -> bool:
     notebook = jupytext.read(chapter)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
@@ -70,6 +78,9 @@ def execute(chapter: Path, out: Path, timeout: int, slowest: int = 8) -> bool:
     print(f"{chapter}: {'executed' if ok else 'FAILED'} in {seconds:.1f} s -> {target}")
     for cell_time, number, first_line in cell_seconds(notebook)[:slowest]:
         print(f"  {cell_time:6.1f} s  code cell {number:2d}: {first_line}")
+    for number, first_line in stderr_outputs(notebook):
+        print(f"  STDERR in code cell {number}: {first_line}")
+        ok = False  # tests/test_book_build.py fails a page with stderr output
     for key, value in glued_values(notebook).items():
         print(f"  glue {key} = {value}")
     return ok
