@@ -550,9 +550,10 @@ def _runs_here(run: GradingRun, workers: int | None) -> Callable:
             running: dict = {}
 
             def submit_next() -> None:
-                for key, plan in jobs:
+                job = next(jobs, None)
+                if job is not None:
+                    key, plan = job
                     running[pool.submit(on_a_slot, key, plan)] = key
-                    return
 
             try:
                 for _ in range(2 * workers):

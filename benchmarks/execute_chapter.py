@@ -39,25 +39,32 @@ def glued_values(notebook) -> dict[str, str]:
     return values
 
 
+def numbered_code_cells(notebook):
+    """(number from 1, cell) for every code cell, numbered as Jupyter's "code cell N"."""
+    return enumerate((cell for cell in notebook.cells if cell.cell_type == "code"), start=1)
+
+
+def first_line(text: str, skip: tuple[str, ...] = ()) -> str:
+    """The first non-empty line of text that does not start with one of skip."""
+    return next((line for line in text.splitlines() if line.strip() and not line.startswith(skip)), "")
+
+
 def cell_seconds(notebook) -> list[tuple[float, int, str]]:
     """(seconds, code cell number from 1, first line) for every executed code cell, slowest first."""
     rows = []
-    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    for number, cell in enumerate(code_cells, start=1):
+    for number, cell in numbered_code_cells(notebook):
         timing = cell.get("metadata", {}).get("execution", {})
         started, ended = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
         if started and ended:
             seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
-            first_line = next((line for line in cell.source.splitlines() if line and not line.startswith(("---", ":"))), "")
-            rows.append((seconds, number, first_line[:70]))
+            rows.append((seconds, number, first_line(cell.source, skip=("---", ":"))[:70]))
     return sorted(rows, reverse=True)
 
 
 def stderr_outputs(notebook) -> list[tuple[int, str]]:
     """(code cell number from 1, first line) of every stderr output: the book's tests fail on them."""
-    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    return [(number, output.get("text", "").strip().splitlines()[0][:100] if output.get("text", "").strip() else "")
-            for number, cell in enumerate(code_cells, start=1)
+    return [(number, first_line(output.get("text", ""))[:100])
+            for number, cell in numbered_code_cells(notebook)
             for output in cell.get("outputs", []) if output.get("name") == "stderr"]
 
 
