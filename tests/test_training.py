@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvcourse.devices import set_seed
-from cvcourse.training import FreshStarts
+from cvcourse.training import FreshStarts, shuffled_batches
 
 import keras
 
@@ -77,3 +77,24 @@ def test_a_different_architecture_is_refused():
     starts.model(0)
     with pytest.raises(ValueError, match="other variables"):
         starts.model(1)
+
+
+def epoch_batches(dataset, steps_per_epoch, epochs):
+    """The labels of each epoch's batches, as lists: [[batch, ...] per epoch]."""
+    batches = [labels.tolist() for _, labels in dataset.take(steps_per_epoch * epochs).as_numpy_iterator()]
+    return [batches[e * steps_per_epoch:(e + 1) * steps_per_epoch] for e in range(epochs)]
+
+
+def test_shuffled_batches_hold_every_example_once_per_epoch_in_a_seeded_order():
+    x = np.arange(10, dtype="float32")[:, np.newaxis]
+    y = np.arange(10)  # each label names its example
+    dataset, steps = shuffled_batches(x, y, batch_size=4, seed=3)
+    assert steps == 3
+    epochs = epoch_batches(dataset, steps, epochs=3)
+    for batches in epochs:
+        assert [len(batch) for batch in batches] == [4, 4, 2]  # the last batch: the 2 left over
+        assert sorted(sum(batches, [])) == list(range(10))
+    orders = [sum(batches, []) for batches in epochs]
+    assert orders[0] != orders[1] or orders[1] != orders[2], "a new order every epoch"
+    assert epoch_batches(shuffled_batches(x, y, 4, seed=3)[0], steps, 3) == epochs  # the seed fixes them
+    assert epoch_batches(shuffled_batches(x, y, 4, seed=4)[0], steps, 3) != epochs
