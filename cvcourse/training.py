@@ -76,8 +76,8 @@ def shuffled_batches(x, y, batch_size: int, seed: int):
     x: (N, ...) and y: (N,) arrays. Returns ``(dataset, steps_per_epoch)`` for
     ``model.fit(dataset, steps_per_epoch=steps_per_epoch, shuffle=False, ...)``: each epoch is
     ``steps_per_epoch = ceil(N / batch_size)`` batches that hold every example once, the last one
-    the ``N % batch_size`` left over (as ``fit`` does with arrays). The order of each epoch is drawn
-    from ``seed``: the same seed gives the same batches, epoch after epoch.
+    the ``N % batch_size`` left over (as ``fit`` does with arrays). The orders are drawn from
+    ``seed``: a new one every epoch, and the same sequence of batches in every run with that seed.
 
     The pipeline is ``tf.data``, which Keras accepts on every backend (TensorFlow must be installed).
     """
