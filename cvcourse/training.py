@@ -19,7 +19,6 @@ milliseconds each time: for a small network on a few hundred images, as long as 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from cvcourse.devices import set_seed
@@ -71,17 +70,15 @@ class FreshStarts:
 
 
 def shuffled_batches(x, y, batch_size: int, seed: int):
-    """``(x, y)`` in batches, shuffled anew every epoch, repeated without end; and the epoch's length.
+    """``(x, y)`` in batches, shuffled anew every epoch, repeated without end.
 
-    x: (N, ...) and y: (N,) arrays. Returns ``(dataset, steps_per_epoch)`` for
-    ``model.fit(dataset, steps_per_epoch=steps_per_epoch, shuffle=False, ...)``: each epoch is
-    ``steps_per_epoch = ceil(N / batch_size)`` batches that hold every example once, the last one
-    the ``N % batch_size`` left over (as ``fit`` does with arrays). The orders are drawn from
+    x: (N, ...) and y: (N,) arrays. For ``model.fit(dataset, steps_per_epoch=ceil(N / batch_size),
+    shuffle=False, ...)``: each epoch is that many batches, which hold every example once, the last
+    one the ``N % batch_size`` left over (as ``fit`` does with arrays). The orders are drawn from
     ``seed``: a new one every epoch, and the same sequence of batches in every run with that seed.
 
     The pipeline is ``tf.data``, which Keras accepts on every backend (TensorFlow must be installed).
     """
     import tensorflow as tf  # here, not at the top: the module also serves backends without it
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size).repeat()
-    return dataset, math.ceil(len(x) / batch_size)
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size).repeat()

@@ -9,6 +9,7 @@ seeded), which are masked.
 from __future__ import annotations
 
 import re
+from itertools import groupby
 from pathlib import Path
 
 import jupytext
@@ -51,22 +52,19 @@ def _printed_numbers(notebook) -> list[tuple[str, str]]:
         # Consecutive stream outputs are joined before they are split into lines: the kernel
         # sends what a cell prints in pieces as its buffer is flushed, which can fall between a
         # print's text and its newline, so the pieces differ from run to run.
-        printed = ""
-        for output in [*cell.get("outputs", []), None]:
-            if output is not None and output.get("output_type") == "stream":
-                printed += output["text"]
+        for is_stream, outputs in groupby(cell.get("outputs", []), key=lambda o: o.get("output_type") == "stream"):
+            if is_stream:
+                printed = "".join(output["text"] for output in outputs)
+                seen += [("print", _DURATION.sub("<duration>", line)) for line in printed.splitlines()]
                 continue
-            seen += [("print", _DURATION.sub("<duration>", line)) for line in printed.splitlines()]
-            printed = ""
-            if output is None:
-                break
-            key = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            data = output.get("data", {})
-            if key is not None:
-                if not _TIMING_KEY.search(key):
-                    seen.append((f"glue {key}", data.get(GLUE_MIME) or data.get("text/plain", "")))
-            elif "text/plain" in data and not any(mime.startswith("image/") for mime in data):
-                seen.append(("value", _DURATION.sub("<duration>", data["text/plain"])))
+            for output in outputs:
+                key = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                data = output.get("data", {})
+                if key is not None:
+                    if not _TIMING_KEY.search(key):
+                        seen.append((f"glue {key}", data.get(GLUE_MIME) or data.get("text/plain", "")))
+                elif "text/plain" in data and not any(mime.startswith("image/") for mime in data):
+                    seen.append(("value", _DURATION.sub("<duration>", data["text/plain"])))
     return seen
 
 

@@ -88,13 +88,12 @@ def epoch_batches(dataset, steps_per_epoch, epochs):
 def test_shuffled_batches_hold_every_example_once_per_epoch_in_a_seeded_order():
     x = np.arange(10, dtype="float32")[:, np.newaxis]
     y = np.arange(10)  # each label names its example
-    dataset, steps = shuffled_batches(x, y, batch_size=4, seed=3)
-    assert steps == 3
-    epochs = epoch_batches(dataset, steps, epochs=3)
+    steps = 3  # ceil(10 / 4) batches make an epoch
+    epochs = epoch_batches(shuffled_batches(x, y, batch_size=4, seed=3), steps, epochs=3)
     for batches in epochs:
         assert [len(batch) for batch in batches] == [4, 4, 2]  # the last batch: the 2 left over
         assert sorted(sum(batches, [])) == list(range(10))
     orders = [sum(batches, []) for batches in epochs]
     assert orders[0] != orders[1] or orders[1] != orders[2], "a new order every epoch"
-    assert epoch_batches(shuffled_batches(x, y, 4, seed=3)[0], steps, 3) == epochs  # the seed fixes them
-    assert epoch_batches(shuffled_batches(x, y, 4, seed=4)[0], steps, 3) != epochs
+    assert epoch_batches(shuffled_batches(x, y, 4, seed=3), steps, 3) == epochs  # the seed fixes them
+    assert epoch_batches(shuffled_batches(x, y, 4, seed=4), steps, 3) != epochs
